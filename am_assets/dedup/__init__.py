@@ -1,0 +1,5 @@
+"""Stage: dedup."""
+
+
+def build(cfg) -> list:
+    return []

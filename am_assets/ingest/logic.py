@@ -1,0 +1,124 @@
+"""Pure ingestion and cleaning: source config in, Polars frames out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from am_assets.ingest.adapters import (
+    FieldError,
+    humaneval_path,
+    humaneval_rows,
+    reasoning_gym_rows,
+    record_adapter,
+)
+from am_assets.ingest.readers import RowError, read_records
+from am_assets.schema import QUERY_SCHEMA, REJECTED_SCHEMA, query_id
+from resources.config import CleaningConfig, FileSource, HumanEvalSource, ReasoningGymSource
+
+
+def source_fingerprint(source) -> str:
+    """Data version of a source: its settings plus, for files, the file's bytes."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(json.dumps(source.model_dump(mode="json"), sort_keys=True).encode())
+    path = source_file_path(source)
+    if path is not None and path.is_file():
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def source_file_path(source) -> Path | None:
+    if isinstance(source, FileSource):
+        return source.path
+    if isinstance(source, HumanEvalSource):
+        return humaneval_path()
+    return None
+
+
+def _file_rows(source: FileSource, cleaning: CleaningConfig) -> Iterator[dict | RowError]:
+    adapt = record_adapter(source)
+    for lineno, record in read_records(source.path, source.format, cleaning.max_row_bytes):
+        if isinstance(record, RowError):
+            yield record
+            continue
+        try:
+            row = adapt(record)
+        except FieldError as e:
+            yield RowError(lineno, e.field, e.message, json.dumps(record, default=str)[:200])
+            continue
+        row.setdefault("source_row", str(lineno))
+        yield row
+
+
+def ingest_source(source, cleaning: CleaningConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(normalized rows, rejected rows) for one configured source."""
+    if isinstance(source, ReasoningGymSource):
+        items: Iterator[dict | RowError] = reasoning_gym_rows(source.datasets, source.count, source.seed, source.category)
+    elif isinstance(source, HumanEvalSource):
+        items = humaneval_rows(source.limit)
+    else:
+        items = _file_rows(source, cleaning)
+    path = source_file_path(source)
+    file_name = str(path) if path else f"<{source.kind}>"
+    rows, rejected = [], []
+    for item in items:
+        if isinstance(item, RowError):
+            rejected.append({"source": source.name, "source_file": file_name, "source_row": str(item.row),
+                             "field": item.field, "error": item.error, "excerpt": item.excerpt})
+        else:
+            item["query_id"] = query_id(item["question"])
+            item["source"] = source.name
+            item["source_file"] = file_name
+            rows.append(item)
+    return (pl.DataFrame(rows, schema=QUERY_SCHEMA, orient="row") if rows else pl.DataFrame(schema=QUERY_SCHEMA),
+            pl.DataFrame(rejected, schema=REJECTED_SCHEMA) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA))
+
+
+# ---------------------------------------------------------------- cleaning
+
+URL_PATTERN = r"(?i)(https?://|ftp://|www\.[a-z0-9-]+\.[a-z]{2,})"
+# references to something the model cannot see; [asy] drawings are text, so they stay
+MEDIA_PATTERN = (
+    r"(?i)(<img\b|!\[[^\]]*\]\(|\.(png|jpe?g|gif|svg|bmp)\b|"
+    r"\b(see|shown in|shown below|in|from|refer to|according to|based on|using|given in) (the |this )?"
+    r"(following |above |below |attached |given )?(figure|image|picture|diagram|photo|table|chart|graph)\b|"
+    r"\b(figure|fig\.|table) \d+)"
+)
+INCOMPLETE_PATTERN = r"(\.\.\.|…)\s*$|^\W*$"
+
+# first rule that fires names the reason; order = precedence
+CLEAN_RULES = ("empty_or_incomplete", "too_long", "contains_url", "refers_to_media", "unicode_ratio", "duplicate")
+
+
+def clean_queries(df: pl.DataFrame, cfg: CleaningConfig) -> pl.DataFrame:
+    """Every row kept; `drop_reason` is null or the first rule that fired (CLEAN_RULES order)."""
+    q = pl.col("question")
+    stripped = q.str.strip_chars()
+    n_chars = stripped.str.len_chars()
+    non_ascii = q.str.count_matches(r"[^\x00-\x7F]")
+    first_seen = pl.int_range(pl.len()).over("query_id") == 0  # first occurrence in file order wins
+    reason = (
+        pl.when(q.is_null() | (n_chars < cfg.min_chars) | stripped.str.contains(INCOMPLETE_PATTERN))
+        .then(pl.lit("empty_or_incomplete"))
+        .when(n_chars > cfg.max_chars).then(pl.lit("too_long"))
+        .when(q.str.contains(URL_PATTERN)).then(pl.lit("contains_url"))
+        .when(q.str.contains(MEDIA_PATTERN)).then(pl.lit("refers_to_media"))
+        .when(non_ascii / pl.max_horizontal(q.str.len_chars(), 1) > cfg.max_unicode_ratio).then(pl.lit("unicode_ratio"))
+        .when(~first_seen).then(pl.lit("duplicate"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    return df.with_columns(drop_reason=reason)
+
+
+def drop_counts(clean: pl.DataFrame) -> dict[str, int]:
+    counts = dict.fromkeys(CLEAN_RULES, 0)
+    for reason, n in clean.group_by("drop_reason").len().iter_rows():
+        if reason is not None:
+            counts[reason] = n
+    return counts

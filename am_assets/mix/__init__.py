@@ -1,0 +1,5 @@
+"""Stage: mix."""
+
+
+def build(cfg) -> list:
+    return []

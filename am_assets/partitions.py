@@ -1,0 +1,39 @@
+"""Partition definitions, declared once.
+
+`source`, `teacher`, `benchmark` and `model` are dynamic (fed by sensors and the CLI from
+pipeline.yaml); `shard` is static, its count read from the config when definitions load.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from resources.config import shard_key
+
+source_partitions = dg.DynamicPartitionsDefinition(name="source")
+teacher_partitions = dg.DynamicPartitionsDefinition(name="teacher")
+benchmark_partitions = dg.DynamicPartitionsDefinition(name="benchmark")
+model_partitions = dg.DynamicPartitionsDefinition(name="model")
+
+
+def shard_partitions(n: int) -> dg.StaticPartitionsDefinition:
+    return dg.StaticPartitionsDefinition([shard_key(i) for i in range(n)])
+
+
+def teacher_shard_partitions(n: int) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({"teacher": teacher_partitions, "shard": shard_partitions(n)})
+
+
+def model_benchmark_partitions() -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({"model": model_partitions, "benchmark": benchmark_partitions})
+
+
+def sync_dynamic_partitions(instance: dg.DagsterInstance, cfg) -> dict[str, list[str]]:
+    """Register every source, teacher and benchmark named in the config; returns what was added."""
+    added = {}
+    for name, items in (("source", cfg.sources), ("teacher", cfg.teachers), ("benchmark", cfg.benchmarks)):
+        new = [i.name for i in items if not instance.has_dynamic_partition(name, i.name)]
+        if new:
+            instance.add_dynamic_partitions(name, new)
+        added[name] = new
+    return added

@@ -1,0 +1,18 @@
+"""Resources, built from the validated pipeline config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from resources.config import PipelineConfig
+from resources.lake import LakeResource
+from resources.pipeline import PipelineConfigResource
+
+
+def build_resources(cfg: PipelineConfig, config_path: str | Path) -> dict:
+    return {
+        "pipeline": PipelineConfigResource(path=str(config_path)),
+        # LAKE_ROOT overrides the file, so one config serves a laptop and object storage
+        "lake": LakeResource(root=os.environ.get("LAKE_ROOT") or cfg.lake_root, storage_options=cfg.storage_options),
+    }

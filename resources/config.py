@@ -1,0 +1,350 @@
+"""pipeline.yaml, validated with pydantic.
+
+Every section forbids unknown keys, so a typo fails loudly; `load_config` turns pydantic's errors into
+one message that names the file and the dotted key. Nothing runs on an invalid config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CATEGORIES = ("math", "code", "science", "if", "other")
+Category = Literal["math", "code", "science", "if", "other"]
+_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"  # partition keys: no | [ ] , or spaces
+
+
+class ConfigError(ValueError):
+    """pipeline.yaml is invalid; the message names the file and key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- sources
+
+
+class FieldMapping(Strict):
+    """Where a file's own columns live. Dotted paths reach into nested objects."""
+
+    question: str = "question"
+    answer: str | None = None
+    # how the reference answer is carried inside `answer`: as is, GSM8K `#### x`, or the last \boxed{}
+    answer_format: Literal["plain", "gsm8k", "boxed"] = "plain"
+    category: str | None = None
+    test_cases: str | None = None
+    entry_point: str | None = None
+    instruction_constraints: str | None = None
+    id: str | None = None
+
+
+class _SourceBase(Strict):
+    name: str = Field(pattern=_NAME_PATTERN)
+    priority: int = 0  # higher wins when dedup picks a cluster representative
+    category: Category | None = None  # default category when the rows carry none
+
+
+class ReasoningGymSource(_SourceBase):
+    kind: Literal["reasoning_gym"]
+    datasets: list[str] = Field(min_length=1)
+    count: int = Field(default=50, gt=0)  # per dataset
+    seed: int = 42
+
+
+class HumanEvalSource(_SourceBase):
+    kind: Literal["humaneval"]
+    limit: int | None = Field(default=None, gt=0)
+
+
+class FileSource(_SourceBase):
+    kind: Literal["file"]
+    path: Path
+    layout: Literal["am_1.4m", "am_40m", "mapped"] = "mapped"
+    mapping: FieldMapping = FieldMapping()
+    format: Literal["auto", "jsonl", "json", "parquet"] = "auto"
+
+
+Source = Annotated[Union[ReasoningGymSource, HumanEvalSource, FileSource], Field(discriminator="kind")]
+
+
+class CleaningConfig(Strict):
+    max_chars: int = Field(default=16_000, gt=0)
+    max_unicode_ratio: float = Field(default=0.5, ge=0, le=1)  # share of non-ASCII letters; papers give no number
+    min_chars: int = Field(default=8, ge=0)
+    max_row_bytes: int = Field(default=1_000_000, gt=0)  # bigger input rows are rejected, not truncated
+
+
+# ---------------------------------------------------------------- dedup and benchmarks
+
+
+class EmbedderConfig(Strict):
+    model: str = "all-MiniLM-L6-v2"  # the packaged default, or a local folder (bge-m3, gte, ...)
+    batch_size: int = Field(default=64, gt=0)
+    device: str = "cpu"
+
+
+class DedupConfig(Strict):
+    embedder: EmbedderConfig = EmbedderConfig()
+    cosine_threshold: float = Field(default=0.9, gt=0, le=1)
+    knn: int = Field(default=10, gt=0)
+    exact_index_max: int = Field(default=200_000, gt=0)  # above: approximate index
+
+
+class DecontaminationConfig(Strict):
+    ngram: int = Field(default=13, gt=1)
+    cosine_threshold: float = Field(default=0.9, gt=0, le=1)
+
+
+class BenchmarkConfig(Strict):
+    name: str = Field(pattern=_NAME_PATTERN)
+    kind: Literal["humaneval", "reasoning_gym", "file"] = "file"
+    path: Path | None = None
+    layout: Literal["am_1.4m", "am_40m", "mapped", "gpqa_csv", "livecodebench"] = "mapped"
+    mapping: FieldMapping = FieldMapping()
+    datasets: list[str] = []
+    count: int = Field(default=20, gt=0)
+    seed: int = 10_000  # held-out reasoning-gym seeds differ from the training sources'
+    limit: int | None = Field(default=None, gt=0)
+    samples: int = Field(default=4, gt=0)  # k for evaluation (papers: 16 for AIME, 4 otherwise)
+    max_tokens: int = Field(default=512, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_path(self):
+        if self.kind == "file" and self.path is None:
+            raise ValueError("benchmark of kind 'file' needs a path")
+        return self
+
+
+# ---------------------------------------------------------------- teachers
+
+
+AM_SYSTEM_PROMPT = (
+    "You are a helpful assistant. To answer the user's question, you first think about the reasoning "
+    "process and then provide the user with the answer. The reasoning process and answer are enclosed "
+    "within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
+    "here </think> <answer> answer here </answer>."
+)
+
+
+class SamplingConfig(Strict):
+    n: int = Field(default=4, gt=0)
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_tokens: int = Field(default=512, gt=0)
+    seed: int = 0
+
+
+class _TeacherBase(Strict):
+    name: str = Field(pattern=_NAME_PATTERN)
+    sampling: SamplingConfig = SamplingConfig()
+    system_prompt: str = AM_SYSTEM_PROMPT
+    chunk_size: int = Field(default=64, gt=0)  # prompts per committed chunk (crash resume granularity)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes what this teacher generates (not its name or batching)."""
+        spec = self.model_dump(mode="json", exclude={"name", "chunk_size", "concurrency", "max_retries"})
+        return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+class VllmTeacher(_TeacherBase):
+    kind: Literal["vllm"]
+    model: str = "smollm2-135m"  # "smollm2-135m" = the packaged default, or a local HF folder
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(default=2048, gt=0)
+    tensor_parallel_size: int = Field(default=1, gt=0)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+
+
+class OpenAIServerTeacher(_TeacherBase):
+    kind: Literal["openai_server"]
+    base_url: str
+    model: str
+    api_key_env: str | None = None  # the NAME of the environment variable; the key never enters config
+    concurrency: int = Field(default=8, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    timeout_s: float = Field(default=600, gt=0)
+
+
+class ImportTeacher(_TeacherBase):
+    kind: Literal["import"]
+    path: Path
+    layout: Literal["am_1.4m", "am_40m", "skyt1", "mapped"] = "mapped"
+    question_field: str = "question"
+    response_field: str = "response"
+    model: str = "imported"
+
+
+Teacher = Annotated[Union[VllmTeacher, OpenAIServerTeacher, ImportTeacher], Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- verification, difficulty, mix
+
+
+def _default_thresholds() -> dict[str, float]:
+    return {"math": 0.99, "code": 0.99, "if": 0.99, "science": 4.99, "other": 0.7}
+
+
+class VerificationConfig(Strict):
+    thresholds: dict[Category, float] = Field(default_factory=_default_thresholds)
+    math_timeout_s: float = Field(default=5.0, gt=0)
+    math_workers: int = Field(default=2, gt=0)
+    math_judge_second_opinion: bool = False
+    code_max_tests: int = Field(default=10, gt=0)
+    code_timeout_s: float = Field(default=5.0, gt=0)
+    sandbox: Literal["docker", "local"] = "docker"
+    sandbox_image: str = "am-distill-sandbox:bookworm"
+    judge_teacher: str | None = None  # a teacher name used as judge; default: the first vllm teacher
+    repeat_ngram: int = Field(default=20, gt=0)
+    repeat_max_count: int = Field(default=20, gt=0)
+
+
+class DifficultyConfig(Strict):
+    reference_teacher: str | None = None  # default: the last teacher listed (the strongest, by convention)
+    weak_teacher: str | None = None
+    cv_ddof: int = Field(default=1, ge=0)
+
+
+class MixConfig(Strict):
+    cv_threshold: dict[Category, float] = Field(default_factory=lambda: {c: 0.05 for c in CATEGORIES})
+    other_keep_prob: float = Field(default=0.5, ge=0, le=1)
+    stage2: bool = False
+    stage2_quota: dict[Category, int] = Field(default_factory=dict)
+    quota: dict[Category, int] = Field(default_factory=dict)
+    token_budget: int | None = Field(default=None, gt=0)
+    exclude_flags: list[str] = ["truncated", "missing_think", "missing_answer", "repetitive"]
+    seed: int = 0
+    export_dir: Path = Path("exports")
+
+
+class TrainingConfig(Strict):
+    base_model: str = "smollm2-135m"
+    learning_rate: float = Field(default=8e-5, gt=0)
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int = Field(default=20, ge=-1)  # -1: run the epochs; the CPU demo is capped
+    global_batch: int = Field(default=4, gt=0)
+    per_device_batch: int = Field(default=2, gt=0)
+    max_seq_length: int = Field(default=1024, gt=0)
+    packing: bool = False
+    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
+    assistant_only_loss: bool = True
+    seed: int = 0
+    models_dir: Path = Path("models")
+
+
+class EvaluationConfig(Strict):
+    temperature: float = Field(default=0.6, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    extra_models: list[str] = []  # local model folders to evaluate beside base and trained
+
+
+# ---------------------------------------------------------------- the file
+
+
+class PipelineConfig(Strict):
+    lake_root: str = "lake"
+    storage_options: dict[str, str] = {}
+    shards: int = Field(default=8, gt=0, le=64)
+    landing_dir: Path | None = None  # new files here become sources (sensor)
+    sources: list[Source] = []
+    cleaning: CleaningConfig = CleaningConfig()
+    dedup: DedupConfig = DedupConfig()
+    decontamination: DecontaminationConfig = DecontaminationConfig()
+    benchmarks: list[BenchmarkConfig] = []
+    teachers: list[Teacher] = []
+    verification: VerificationConfig = VerificationConfig()
+    difficulty: DifficultyConfig = DifficultyConfig()
+    mix: MixConfig = MixConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @field_validator("sources", "teachers", "benchmarks")
+    @classmethod
+    def _unique_names(cls, items):
+        names = [i.name for i in items]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate names: {', '.join(dupes)}")
+        return items
+
+    def source(self, name: str):
+        return _by_name(self.sources, name, "source")
+
+    def teacher(self, name: str):
+        return _by_name(self.teachers, name, "teacher")
+
+    def benchmark(self, name: str):
+        return _by_name(self.benchmarks, name, "benchmark")
+
+    def shard_keys(self) -> list[str]:
+        return [shard_key(i) for i in range(self.shards)]
+
+
+def shard_key(i: int) -> str:
+    return f"s{i:02d}"
+
+
+def _by_name(items, name, what):
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(f"no {what} named {name!r} in pipeline.yaml (known: {[i.name for i in items]})")
+
+
+def _resolve_paths(cfg: PipelineConfig, base: Path, config_path: Path) -> PipelineConfig:
+    """Relative paths in the file are relative to the file, not to the working directory."""
+    missing = []
+    for section in ("sources", "teachers", "benchmarks"):
+        for i, item in enumerate(getattr(cfg, section)):
+            p = getattr(item, "path", None)
+            if p is None:
+                continue
+            if not p.is_absolute():
+                item.path = (base / p).resolve()
+            if not item.path.exists():
+                missing.append(f"{section}.{i}.path: no such file: {item.path}")
+    if missing:
+        raise ConfigError(f"{config_path}: invalid configuration\n  " + "\n  ".join(missing))
+    if cfg.landing_dir is not None and not cfg.landing_dir.is_absolute():
+        cfg.landing_dir = (base / cfg.landing_dir).resolve()
+    for section, attr in ((cfg.mix, "export_dir"), (cfg.training, "models_dir")):
+        p = getattr(section, attr)
+        if not p.is_absolute():
+            setattr(section, attr, (base / p).resolve())
+    if "://" not in cfg.lake_root and not Path(cfg.lake_root).is_absolute():
+        cfg.lake_root = str((base / cfg.lake_root).resolve())
+    return cfg
+
+
+def _describe(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    return f"{loc or '<top>'}: {err['msg']}"
+
+
+def parse_config(data: dict, path: Path) -> PipelineConfig:
+    try:
+        cfg = PipelineConfig.model_validate(data or {})
+    except ValidationError as e:
+        problems = "\n  ".join(_describe(err) for err in e.errors())
+        raise ConfigError(f"{path}: invalid configuration\n  {problems}") from None
+    return _resolve_paths(cfg, path.parent.resolve(), path)
+
+
+def load_config(path: str | os.PathLike | None = None) -> PipelineConfig:
+    """Read and validate pipeline.yaml (default: $AM_DISTILL_CONFIG, else ./pipeline.yaml)."""
+    path = Path(path or os.environ.get("AM_DISTILL_CONFIG", "pipeline.yaml"))
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return parse_config(data, path)
