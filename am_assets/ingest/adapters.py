@@ -159,7 +159,8 @@ def normalize_category(value: Any, field: str, default: str | None, row: dict) -
 
 def _row(question, reference, tests, constraints, metadata) -> dict:
     return {"question": question, "reference_answer": reference, "test_cases": tests,
-            "instruction_constraints": constraints, "metadata": json.dumps(metadata, default=str)}
+            "instruction_constraints": constraints,
+            "metadata": json.dumps(metadata, default=str) if metadata else "{}"}
 
 
 def adapt_mapped(record: dict, m: FieldMapping, default_category: str | None) -> dict:
