@@ -31,7 +31,7 @@ def model_benchmark_partitions() -> dg.MultiPartitionsDefinition:
 def sync_dynamic_partitions(instance: dg.DagsterInstance, cfg) -> dict[str, list[str]]:
     """Register every source, teacher and benchmark named in the config; returns what was added."""
     added = {}
-    for name, items in (("source", cfg.sources), ("teacher", cfg.teachers), ("benchmark", cfg.benchmarks)):
+    for name, items in (("source", cfg.all_sources()), ("teacher", cfg.teachers), ("benchmark", cfg.benchmarks)):
         new = [i.name for i in items if not instance.has_dynamic_partition(name, i.name)]
         if new:
             instance.add_dynamic_partitions(name, new)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -74,6 +75,28 @@ class FileSource(_SourceBase):
 Source = Annotated[Union[ReasoningGymSource, HumanEvalSource, FileSource], Field(discriminator="kind")]
 
 
+class LandingConfig(Strict):
+    """A folder whose files each become a source named after the file (stem, sanitized)."""
+
+    dir: Path
+    layout: Literal["am_1.4m", "am_40m", "mapped"] = "mapped"
+    mapping: FieldMapping = FieldMapping()
+    category: Category | None = None
+    priority: int = 0
+
+    def discover(self) -> list[FileSource]:
+        if not self.dir.is_dir():
+            return []
+        found = []
+        for path in sorted(self.dir.iterdir()):
+            if path.is_file() and not path.name.startswith(".") and re.search(r"\.(jsonl|json|parquet)(\.gz)?$", path.name):
+                stem = re.sub(r"\.(jsonl|json|parquet)(\.gz)?$", "", path.name)
+                name = "landing_" + re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+                found.append(FileSource(name=name, kind="file", path=path, layout=self.layout,
+                                        mapping=self.mapping, category=self.category, priority=self.priority))
+        return found
+
+
 class CleaningConfig(Strict):
     max_chars: int = Field(default=16_000, gt=0)
     max_unicode_ratio: float = Field(default=0.5, ge=0, le=1)  # share of non-ASCII letters; papers give no number
@@ -95,19 +118,25 @@ class DedupConfig(Strict):
     cosine_threshold: float = Field(default=0.9, gt=0, le=1)
     knn: int = Field(default=10, gt=0)
     exact_index_max: int = Field(default=200_000, gt=0)  # above: approximate index
+    approx_index: Literal["ivf", "hnsw"] = "ivf"
+    nprobe: int = Field(default=16, gt=0)  # IVF cells searched per query (hnsw: efSearch = 4 * nprobe)
 
 
 class DecontaminationConfig(Strict):
     ngram: int = Field(default=13, gt=1)
+    ngram_min_share: float = Field(default=0.0, ge=0, le=1)  # share of a query's n-grams; 0 = any shared n-gram
     cosine_threshold: float = Field(default=0.9, gt=0, le=1)
+    max_evidence: int = Field(default=10, gt=0)  # evidence entries kept per row (strongest first)
 
 
 class BenchmarkConfig(Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     kind: Literal["humaneval", "reasoning_gym", "file"] = "file"
     path: Path | None = None
-    layout: Literal["am_1.4m", "am_40m", "mapped", "gpqa_csv", "livecodebench"] = "mapped"
+    layout: Literal["am_1.4m", "am_40m", "mapped", "gpqa_csv", "livecodebench", "mbpp"] = "mapped"
     mapping: FieldMapping = FieldMapping()
+    category: Category | None = None
+    id_range: tuple[int, int] | None = None  # keep items whose numeric id is in [lo, hi] (mbpp default: 11-510)
     datasets: list[str] = []
     count: int = Field(default=20, gt=0)
     seed: int = 10_000  # held-out reasoning-gym seeds differ from the training sources'
@@ -224,24 +253,42 @@ class MixConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    base_model: str = "smollm2-135m"
-    learning_rate: float = Field(default=8e-5, gt=0)
+    base_model: str = "smollm2-135m"  # the packaged default, or a local HF folder
+    learning_rate: float = Field(default=8e-5, gt=0)  # DeepDistill: 8e-5 beats 8e-6 for long reasoning SFT
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int = Field(default=20, ge=-1)  # -1: run the epochs; the CPU demo is capped
-    global_batch: int = Field(default=4, gt=0)
+    global_batch: int = Field(default=4, gt=0)  # = per_device_batch x grad accumulation x processes
     per_device_batch: int = Field(default=2, gt=0)
-    max_seq_length: int = Field(default=1024, gt=0)
+    max_seq_length: int = Field(default=1024, gt=0)  # longer samples are dropped, not truncated (P3)
     packing: bool = False
-    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
-    assistant_only_loss: bool = True
+    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)  # linear warmup, then cosine decay to 0
+    assistant_only_loss: bool = True  # loss on the final assistant turn only (P3/P4)
+    gradient_checkpointing: bool = False  # saves memory on GPU; slows the tiny CPU run
+    bf16: bool = False  # CPU default fp32; set true on GPUs
     seed: int = 0
     models_dir: Path = Path("models")
+    # how the out-of-process trainer starts (Dagster Pipes): `python` = one process; `accelerate` =
+    # `accelerate launch --num_processes N` (multi-GPU; accelerate_config for DeepSpeed/FSDP)
+    launcher: Literal["python", "accelerate"] = "python"
+    num_processes: int = Field(default=1, gt=0)
+    accelerate_config: Path | None = None
+
+    def config_hash(self) -> str:
+        """Hash of what changes the trained weights (not where they go or how processes start)."""
+        spec = self.model_dump(mode="json", exclude={"models_dir", "launcher", "accelerate_config"})
+        return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=6).hexdigest()
 
 
 class EvaluationConfig(Strict):
     temperature: float = Field(default=0.6, ge=0)
     top_p: float = Field(default=0.95, gt=0, le=1)
+    seed: int = 0
     extra_models: list[str] = []  # local model folders to evaluate beside base and trained
+    # the trained model learns the AM format (system prompt + <think>/<answer>); base and trained are
+    # asked the same way so the comparison is fair
+    system_prompt: str | None = AM_SYSTEM_PROMPT
+    math_suffix: str = " Let's think step by step and output the final answer within \\boxed{}."  # P3
+    max_model_len: int = Field(default=2048, gt=0)
 
 
 # ---------------------------------------------------------------- the file
@@ -251,7 +298,7 @@ class PipelineConfig(Strict):
     lake_root: str = "lake"
     storage_options: dict[str, str] = {}
     shards: int = Field(default=8, gt=0, le=64)
-    landing_dir: Path | None = None  # new files here become sources (sensor)
+    landing: LandingConfig | None = None  # new files dropped here become sources (sensor)
     sources: list[Source] = []
     cleaning: CleaningConfig = CleaningConfig()
     dedup: DedupConfig = DedupConfig()
@@ -273,8 +320,14 @@ class PipelineConfig(Strict):
             raise ValueError(f"duplicate names: {', '.join(dupes)}")
         return items
 
+    def all_sources(self) -> list:
+        """Configured sources plus the files currently in the landing folder."""
+        configured = {s.name for s in self.sources}
+        landed = self.landing.discover() if self.landing else []
+        return [*self.sources, *(s for s in landed if s.name not in configured)]
+
     def source(self, name: str):
-        return _by_name(self.sources, name, "source")
+        return _by_name(self.all_sources(), name, "source")
 
     def teacher(self, name: str):
         return _by_name(self.teachers, name, "teacher")
@@ -311,8 +364,8 @@ def _resolve_paths(cfg: PipelineConfig, base: Path, config_path: Path) -> Pipeli
                 missing.append(f"{section}.{i}.path: no such file: {item.path}")
     if missing:
         raise ConfigError(f"{config_path}: invalid configuration\n  " + "\n  ".join(missing))
-    if cfg.landing_dir is not None and not cfg.landing_dir.is_absolute():
-        cfg.landing_dir = (base / cfg.landing_dir).resolve()
+    if cfg.landing is not None and not cfg.landing.dir.is_absolute():
+        cfg.landing.dir = (base / cfg.landing.dir).resolve()
     for section, attr in ((cfg.mix, "export_dir"), (cfg.training, "models_dir")):
         p = getattr(section, attr)
         if not p.is_absolute():

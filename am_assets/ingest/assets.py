@@ -16,7 +16,7 @@ def source_files(context, pipeline: PipelineConfigResource) -> dg.DataVersionsBy
     cfg = pipeline.load()
     known = set(context.instance.get_dynamic_partitions("source"))
     return dg.DataVersionsByPartition(
-        {s.name: dg.DataVersion(source_fingerprint(s)) for s in cfg.sources if s.name in known})
+        {s.name: dg.DataVersion(source_fingerprint(s)) for s in cfg.all_sources() if s.name in known})
 
 
 @dg.asset(partitions_def=source_partitions, deps=[source_files], group_name=GROUP, code_version="1",

@@ -1,0 +1,102 @@
+"""Registry sensors: pipeline.yaml (and the landing folder) -> dynamic partitions + source data versions.
+
+A new source, landed file, benchmark or teacher becomes a dynamic partition; a changed one gets a new
+observed data version on `source_files` / `teacher_config`. They request no runs themselves: the
+automation sensor (eager conditions) requests exactly the partitions that became missing or stale.
+
+Removing an entry from the config is deliberate and conservative: its partition and its Delta rows are
+kept (for audit and lineage), downstream stages read only the sources/teachers still configured, and
+the sensor logs a warning naming it. `am-distill forget <kind> <name>` deletes the partition for good.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dagster as dg
+from dagster._core.definitions.data_version import extract_data_version_from_entry  # no public equivalent
+
+from am_assets.ingest.logic import source_fingerprint
+from am_assets.partitions import benchmark_partitions, source_partitions, teacher_partitions
+from resources.pipeline import PipelineConfigResource
+
+DATA_VERSION_TAG = "dagster/data_version"
+_fingerprints: dict[tuple, str] = {}
+
+
+def cached_source_fingerprint(source) -> str:
+    """Hashing a big file every tick is wasteful: reuse the hash while size and mtime are unchanged."""
+    path = getattr(source, "path", None)
+    stat = os.stat(path) if path is not None and os.path.exists(path) else None
+    key = (source.model_dump_json(), stat and (stat.st_size, stat.st_mtime_ns))
+    if key not in _fingerprints:
+        _fingerprints[key] = source_fingerprint(source)
+    return _fingerprints[key]
+
+
+def source_versions(cfg) -> dict[str, str]:
+    return {s.name: cached_source_fingerprint(s) for s in cfg.all_sources()}
+
+
+def teacher_versions(cfg) -> dict[str, str]:
+    return {t.name: t.fingerprint() for t in cfg.teachers}
+
+
+def observations(asset: str, versions: dict[str, str], previous: dict[str, str]) -> list[dg.AssetObservation]:
+    return [dg.AssetObservation(asset_key=asset, partition=name, tags={DATA_VERSION_TAG: v},
+                                metadata={"data_version": v})
+            for name, v in sorted(versions.items()) if previous.get(name) != v]
+
+
+def _sync(context, dimension, partitions_def, names: list[str]) -> list:
+    known = set(context.instance.get_dynamic_partitions(dimension))
+    removed = sorted(known - set(names))
+    if removed:
+        context.log.warning(f"{dimension} partitions no longer in the config (kept, not deleted): {removed}")
+    new = [n for n in names if n not in known]
+    if new:
+        context.log.info(f"new {dimension} partitions: {new}")
+    return [partitions_def.build_add_request(new)] if new else []
+
+
+@dg.sensor(name="source_registry", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Sources, landed files and benchmarks in pipeline.yaml become partitions; changed files are observed.")
+def source_registry(context: dg.SensorEvaluationContext, pipeline: PipelineConfigResource) -> dg.SensorResult:
+    cfg = pipeline.load()
+    versions = source_versions(cfg)
+    requests = _sync(context, "source", source_partitions, list(versions))
+    requests += _sync(context, "benchmark", benchmark_partitions, [b.name for b in cfg.benchmarks])
+    previous = json.loads(context.cursor or "{}")
+    return dg.SensorResult(dynamic_partitions_requests=requests,
+                           asset_events=observations("source_files", versions, previous),
+                           cursor=json.dumps(versions))
+
+
+@dg.sensor(name="teacher_registry", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Teachers in pipeline.yaml become partitions; an edited teacher gets a new data version.")
+def teacher_registry(context: dg.SensorEvaluationContext, pipeline: PipelineConfigResource) -> dg.SensorResult:
+    cfg = pipeline.load()
+    versions = teacher_versions(cfg)
+    requests = _sync(context, "teacher", teacher_partitions, list(versions))
+    previous = json.loads(context.cursor or "{}")
+    return dg.SensorResult(dynamic_partitions_requests=requests,
+                           asset_events=observations("teacher_config", versions, previous),
+                           cursor=json.dumps(versions))
+
+
+def record_observations(instance: dg.DagsterInstance, cfg) -> int:
+    """What the sensors do, for the CLI: register partitions and record changed data versions now."""
+    from am_assets.partitions import sync_dynamic_partitions
+
+    sync_dynamic_partitions(instance, cfg)
+    n = 0
+    for asset, versions in (("source_files", source_versions(cfg)), ("teacher_config", teacher_versions(cfg))):
+        for name, v in versions.items():
+            latest = instance.get_latest_data_version_record(dg.AssetKey(asset), is_source=True, partition_key=name)
+            current = latest and extract_data_version_from_entry(latest.event_log_entry)
+            if current is None or current.value != v:
+                instance.report_runless_asset_event(
+                    dg.AssetObservation(asset_key=asset, partition=name, tags={DATA_VERSION_TAG: v}))
+                n += 1
+    return n
