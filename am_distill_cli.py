@@ -2,6 +2,8 @@
 
     am-distill demo                 materialize every asset, every partition, in dependency order
     am-distill materialize -s raw_queries -p rg_arith
+    am-distill backfill --teacher smol_hot   every partition of one teacher, then what depends on it
+    am-distill lineage <id>         trace a training-mix row, response id or query id to its raw row
     am-distill ui                   dagster dev on 127.0.0.1:3000 with the project-local instance
     am-distill validate             check pipeline.yaml and the definitions
 
@@ -38,10 +40,23 @@ def partition_keys(asset_def, instance) -> list[str | None]:
         return list(pdef.get_partition_keys())
 
 
+def _matches(asset_def, key: str, only: dict[str, str]) -> bool:
+    """Does a partition key belong to the `only` dimensions (e.g. {"teacher": "t1"})?"""
+    import dagster as dg
+
+    pdef = asset_def.partitions_def
+    if isinstance(pdef, dg.MultiPartitionsDefinition):
+        by_dim = pdef.get_partition_key_from_str(key).keys_by_dimension
+        return all(by_dim.get(d, v) == v for d, v in only.items())
+    name = getattr(pdef, "name", None)  # a single dynamic dimension: source, teacher, ...
+    return name not in only or key == only[name]
+
+
 def materialize_all(defs, instance, select: list[str] | None = None, partition: str | None = None,
-                    log=print) -> dict[str, float]:
+                    only: dict[str, str] | None = None, log=print) -> dict[str, float]:
     """Materialize the selected assets (default: all), each partition in its own run, upstream first.
 
+    `only` restricts partitioned assets to one value of a dimension (a per-teacher backfill).
     Returns wall seconds per asset. Runs are in-process, so engines and models load once per command.
     """
     import dagster as dg
@@ -59,6 +74,8 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
         if not node.is_materializable or (select and name not in select):
             continue
         keys = [partition] if partition else partition_keys(node.assets_def, instance)
+        if only:
+            keys = [k for k in keys if k is None or _matches(node.assets_def, k, only)]
         start = time.perf_counter()
         for i, pk in enumerate(keys, 1):
             log(f"[{name}] {pk or 'unpartitioned'} ({i}/{len(keys)})")
@@ -100,6 +117,33 @@ def cmd_materialize(args) -> None:
         materialize_all(defs, instance, select=args.select, partition=args.partition)
 
 
+def cmd_backfill(args) -> None:
+    import dagster as dg
+
+    from definitions import build_defs
+
+    defs = build_defs(args.config)
+    cfg = defs.resources["pipeline"].load()
+    cfg.teacher(args.teacher)  # fails clearly on an unknown name
+    selection = dg.AssetSelection.assets("teacher_responses").downstream().resolve(defs.resolve_asset_graph())
+    with dg.DagsterInstance.get() as instance:
+        timings = materialize_all(defs, instance, select=[k.to_user_string() for k in selection],
+                                  only={"teacher": args.teacher})
+    for name, sec in timings.items():
+        print(f"  {name:<24} {sec:7.1f} s")
+
+
+def cmd_lineage(args) -> None:
+    from am_assets.lineage import render, trace
+    from definitions import build_defs
+
+    lake = build_defs(args.config).resources["lake"]
+    try:
+        print(render(trace(lake, args.id)))
+    except KeyError as e:
+        raise SystemExit(str(e.args[0])) from None
+
+
 def cmd_ui(args) -> None:
     exe = Path(sys.executable).parent / "dagster"
     env = dict(os.environ, AM_DISTILL_CONFIG=str(Path(args.config or PROJECT_DIR / "pipeline.yaml").resolve()))
@@ -128,6 +172,12 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("-s", "--select", action="append", help="asset name (repeatable); default all")
     m.add_argument("-p", "--partition", help="one partition key, e.g. rg_arith or 's00|t1'")
     m.set_defaults(fn=cmd_materialize)
+    b = sub.add_parser("backfill", help="every partition of one teacher, then everything downstream")
+    b.add_argument("--teacher", required=True)
+    b.set_defaults(fn=cmd_backfill)
+    ln = sub.add_parser("lineage", help="trace a training-mix row, response id or query id")
+    ln.add_argument("id")
+    ln.set_defaults(fn=cmd_lineage)
     u = sub.add_parser("ui", help="start the Dagster UI")
     u.add_argument("--port", type=int, default=3000)
     u.set_defaults(fn=cmd_ui)
