@@ -1,0 +1,263 @@
+"""The code sandbox: run many untrusted Python programs with limits, report each one's outcome.
+
+Two backends behind one interface (`Sandbox.run(programs) -> results`), both driving the same
+stdlib-only runner script (resources/sandbox_runner.py):
+- `docker`: one container per batch (docker SDK): no network, memory/pids/CPU limits, read-only root,
+  tmpfs work dir, uid 65534, no capabilities, no-new-privileges. The runner runs inside it and starts
+  each program with its own timeout and rlimits; container start-up is paid once per batch.
+- `local`: the runner as a host subprocess. Each program gets rlimits (CPU, address space, processes,
+  file size), a fresh work dir and, when we are root, its own unprivileged uid (uid_base + slot) in
+  new network and mount namespaces (no network, private /tmp, read-only root where allowed); its
+  leftover processes are killed by uid. Weaker than Docker: the host file system stays visible
+  (world-readable files can be read) and the kernel is shared without seccomp. Not root: rlimits,
+  process-group kill and a temp dir only.
+A program that kills the runner itself is found by re-running the unreported programs one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import dagster as dg
+
+RUNNER = Path(__file__).with_name("sandbox_runner.py")
+
+
+@dataclass(frozen=True)
+class Program:
+    code: str
+    stdin: str = ""
+    timeout_s: float | None = None  # None: the sandbox's default
+
+
+@dataclass(frozen=True)
+class RunResult:
+    reason: str  # ok | exit:N | timeout | memory | output_limit | cpu_limit | killed | signal:X | sandbox_error
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    error: str  # last stderr line (or the sandbox failure) when reason != ok
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "ok"
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RunResult":
+        return cls(d["reason"], d["exit_code"], d["stdout"], d["stderr"], d["error"], d["duration_s"])
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 5.0
+    memory_mb: int = 512
+    nproc: int = 64
+    fsize_mb: int = 16
+    output_bytes: int = 1 << 20
+    cpus: float = 1.0
+    parallel: int = 2
+
+    def runner_limits(self) -> dict:
+        return {"timeout_s": self.timeout_s, "memory_mb": self.memory_mb, "nproc": self.nproc,
+                "fsize_mb": self.fsize_mb, "output_bytes": self.output_bytes}
+
+
+class Sandbox(Protocol):
+    name: str
+
+    def run(self, programs: list[Program]) -> list[RunResult]: ...
+
+
+class _RunnerSandbox:
+    """Shared batching and recovery; subclasses start the runner on one batch file."""
+
+    name = "base"
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+
+    def _exec_runner(self, batch_dir: Path, batch: dict) -> list[dict]:
+        raise NotImplementedError
+
+    def _batch(self, programs: list[Program], parallel: int) -> dict:
+        return {"programs": [{"code": p.code, "stdin": p.stdin, "timeout_s": p.timeout_s} for p in programs],
+                "limits": self.limits.runner_limits(), "parallel": parallel}
+
+    def _run_once(self, programs: list[Program], parallel: int) -> dict[int, RunResult]:
+        with tempfile.TemporaryDirectory(prefix="am-sbx-batch-") as d:
+            batch_dir = Path(d)
+            os.chmod(batch_dir, 0o755)  # the container's non-root user reads it
+            shutil.copy(RUNNER, batch_dir / "runner.py")
+            lines = self._exec_runner(batch_dir, self._batch(programs, parallel))
+        out = {}
+        for d in lines:
+            out[int(d["i"])] = RunResult.from_json(d)
+        return out
+
+    def run(self, programs: list[Program]) -> list[RunResult]:
+        if not programs:
+            return []
+        results = self._run_once(programs, self.limits.parallel)
+        todo = [i for i in range(len(programs)) if i not in results]
+        # the runner died mid-batch (a program killed it, or the container): one at a time finds the culprit
+        while todo:
+            i = todo.pop(0)
+            try:
+                res = self._run_once([programs[i]], 1).get(0)
+            except Exception as e:  # noqa: BLE001 - recorded per program
+                res = RunResult("sandbox_error", None, "", "", f"{type(e).__name__}: {e}", 0.0)
+            results[i] = res or RunResult("killed", None, "", "", "the program killed the sandbox runner", 0.0)
+        return [results[i] for i in range(len(programs))]
+
+
+def _parse_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line cut by the runner's death
+    return out
+
+
+def _others_can_run(path: str) -> bool:
+    p = Path(os.path.realpath(path))
+    if not p.is_file() or not p.stat().st_mode & 0o001:
+        return False
+    return all(a.stat().st_mode & 0o001 for a in p.parents)
+
+
+def _world_executable_python() -> str:
+    """An interpreter the unprivileged program uid can start (a venv under /root is not one)."""
+    for cand in (sys.executable, shutil.which("python3") or "", "/usr/bin/python3"):
+        if cand and _others_can_run(cand):
+            return cand
+    raise RuntimeError("no python3 that an unprivileged user may run; set the local sandbox's python")
+
+
+class LocalSandbox(_RunnerSandbox):
+    name = "local"
+
+    def __init__(self, limits: Limits, uid_base: int = 61000, workdir: str | None = None,
+                 python: str | None = None, namespaces: bool = True):
+        super().__init__(limits)
+        self.root = os.geteuid() == 0
+        self.uid_base = uid_base if self.root else None
+        self.namespaces = namespaces and self.root
+        self.python = python or (_world_executable_python() if self.root else sys.executable)
+        # outside /tmp, /var/tmp and /dev/shm: those become private tmpfs mounts in the program's namespace
+        self.workdir = workdir or ("/var/lib/am-distill-sandbox" if self.root else tempfile.gettempdir())
+
+    def _exec_runner(self, batch_dir: Path, batch: dict) -> list[dict]:
+        import subprocess
+
+        Path(self.workdir).mkdir(parents=True, exist_ok=True)
+        work = tempfile.mkdtemp(prefix="run-", dir=self.workdir)
+        os.chmod(work, 0o711)  # programs may enter their own dir, not list the others
+        batch.update(workdir=work, python=self.python, uid_base=self.uid_base)
+        batch["limits"]["namespaces"] = self.namespaces
+        (batch_dir / "batch.json").write_text(json.dumps(batch))
+        try:
+            proc = subprocess.run([sys.executable, str(batch_dir / "runner.py"), str(batch_dir / "batch.json")],
+                                  capture_output=True, text=True, start_new_session=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        lines = _parse_lines(proc.stdout)
+        if proc.returncode != 0 and not lines:
+            raise RuntimeError(f"sandbox runner failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        return lines
+
+
+class DockerSandbox(_RunnerSandbox):
+    name = "docker"
+
+    def __init__(self, limits: Limits, image: str):
+        super().__init__(limits)
+        self.image = image
+
+    def _exec_runner(self, batch_dir: Path, batch: dict) -> list[dict]:
+        from resources.sandbox_image import _client
+
+        batch.update(workdir="/tmp/run", python="python3", uid_base=None)
+        batch["limits"]["namespaces"] = False
+        (batch_dir / "batch.json").write_text(json.dumps(batch))
+        os.chmod(batch_dir / "batch.json", 0o644)
+        os.chmod(batch_dir / "runner.py", 0o644)
+        lim = self.limits
+        container = _client().containers.run(
+            self.image, ["sleep", "infinity"], detach=True, network_mode="none", read_only=True,
+            user="65534:65534", cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            mem_limit=f"{lim.memory_mb * max(1, lim.parallel) + 64}m",
+            memswap_limit=f"{lim.memory_mb * max(1, lim.parallel) + 64}m",
+            pids_limit=lim.nproc * max(1, lim.parallel) + 8, nano_cpus=int(lim.cpus * 1e9),
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.fsize_mb * max(1, lim.parallel) * 4 + 16}m,mode=1777"},
+            volumes={str(batch_dir): {"bind": "/batch", "mode": "ro"}}, working_dir="/tmp",
+            environment={"LANG": "C.UTF-8"}, labels={"am-distill": "sandbox"})
+        try:
+            res = container.exec_run(["python3", "/batch/runner.py", "/batch/batch.json"], demux=True)
+            stdout = (res.output[0] or b"").decode("utf-8", "replace")
+            lines = _parse_lines(stdout)
+            if res.exit_code not in (0, None) and not lines:
+                err = (res.output[1] or b"").decode("utf-8", "replace").strip()[-500:]
+                raise RuntimeError(f"sandbox runner failed in {self.image} (exit {res.exit_code}): {err}")
+            return lines
+        finally:
+            try:
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001 - already gone (a program stopped it)
+                pass
+
+
+_lock = threading.Lock()
+_ensured: dict[str, str] = {}
+
+
+def docker_available(image: str) -> tuple[bool, str]:
+    """(True, "") when the daemon runs (started if needed) and the image exists (built if missing)."""
+    from resources.sandbox_image import DockerUnavailable, ensure
+
+    with _lock:
+        if image in _ensured:
+            return _ensured[image] == "", _ensured[image]
+        try:
+            ensure(image)
+            _ensured[image] = ""
+        except (DockerUnavailable, Exception) as e:  # noqa: BLE001 - the reason is reported
+            _ensured[image] = f"{type(e).__name__}: {e}"
+        return _ensured[image] == "", _ensured[image]
+
+
+class SandboxResource(dg.ConfigurableResource):
+    """Where generated code runs (pipeline.yaml verification.sandbox / sandbox_image)."""
+
+    backend: Literal["docker", "local"] = "docker"
+    image: str = "am-distill-sandbox:bookworm"
+    timeout_s: float = 5.0
+    memory_mb: int = 512
+    nproc: int = 64
+    cpus: float = 1.0
+    parallel: int = 2
+
+    def limits(self) -> Limits:
+        return Limits(timeout_s=self.timeout_s, memory_mb=self.memory_mb, nproc=self.nproc, cpus=self.cpus,
+                      parallel=self.parallel)
+
+    def get(self) -> Sandbox:
+        if self.backend == "local":
+            return LocalSandbox(self.limits())
+        ok, why = docker_available(self.image)
+        if not ok:
+            raise RuntimeError(f"docker sandbox unavailable ({why}); set verification.sandbox: local "
+                               f"or run `python -m resources.sandbox_image --ensure`")
+        return DockerSandbox(self.limits(), self.image)
