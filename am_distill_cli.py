@@ -52,19 +52,30 @@ def _matches(asset_def, key: str, only: dict[str, str]) -> bool:
     return name not in only or key == only[name]
 
 
-def materialize_all(defs, instance, select: list[str] | None = None, partition: str | None = None,
-                    only: dict[str, str] | None = None, log=print) -> dict[str, float]:
-    """Materialize the selected assets (default: all), each partition in its own run, upstream first.
+def stale_status(graph, instance):
+    """A function (asset key, partition) -> MISSING | STALE | FRESH, as the UI computes it."""
+    # internal API: Dagster exports no public staleness query (reference/dagster.md section 3)
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._core.loader import LoadingContextForTest
 
-    `only` restricts partitioned assets to one value of a dimension (a per-teacher backfill).
-    Returns wall seconds per asset. Runs are in-process, so engines and models load once per command.
+    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+    return lambda key, pk: resolver.get_status(key, pk).value
+
+
+def materialize_all(defs, instance, select: list[str] | None = None, partition: str | None = None,
+                    only: dict[str, str] | None = None, force: bool = False, log=print) -> dict[str, float]:
+    """Materialize the selected assets (default: all), upstream first, each partition in its own run.
+
+    Only missing or stale partitions run unless `force`. `only` restricts partitioned assets to one
+    value of a dimension (a per-teacher backfill). Runs are in-process, so engines and models load
+    once per command. Returns wall seconds per asset.
     """
     import dagster as dg
 
-    from am_assets.partitions import sync_dynamic_partitions
+    from sensors.registry import record_observations
 
     cfg = defs.resources["pipeline"].load()
-    sync_dynamic_partitions(instance, cfg)
+    record_observations(instance, cfg)  # what the sensors would do: partitions + source data versions
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets)
     timings: dict[str, float] = {}
@@ -76,6 +87,12 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
         keys = [partition] if partition else partition_keys(node.assets_def, instance)
         if only:
             keys = [k for k in keys if k is None or _matches(node.assets_def, k, only)]
+        if not force:
+            status = stale_status(graph, instance)  # fresh resolver: upstream may just have run
+            keys = [k for k in keys if status(key, k) != "FRESH"]
+            if not keys:
+                log(f"[{name}] fresh")
+                continue
         start = time.perf_counter()
         for i, pk in enumerate(keys, 1):
             log(f"[{name}] {pk or 'unpartitioned'} ({i}/{len(keys)})")
@@ -95,7 +112,7 @@ def cmd_demo(args) -> None:
     defs = build_defs(args.config)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        timings = materialize_all(defs, instance)
+        timings = materialize_all(defs, instance, force=args.force)
     cfg = defs.resources["pipeline"].load()
     print(f"\nDone in {time.perf_counter() - start:.0f} s. Wall time per asset:")
     for name, sec in timings.items():
@@ -114,7 +131,7 @@ def cmd_materialize(args) -> None:
 
     defs = build_defs(args.config)
     with dg.DagsterInstance.get() as instance:
-        materialize_all(defs, instance, select=args.select, partition=args.partition)
+        materialize_all(defs, instance, select=args.select, partition=args.partition, force=args.force)
 
 
 def cmd_backfill(args) -> None:
@@ -167,10 +184,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="am-distill", description=__doc__.split("\n")[0])
     parser.add_argument("-c", "--config", help="pipeline.yaml (default: $AM_DISTILL_CONFIG or ./pipeline.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="materialize the whole pipeline").set_defaults(fn=cmd_demo)
+    d = sub.add_parser("demo", help="materialize the whole pipeline (missing and stale partitions)")
+    d.add_argument("--force", action="store_true", help="re-run fresh partitions too")
+    d.set_defaults(fn=cmd_demo)
     m = sub.add_parser("materialize", help="materialize selected assets")
     m.add_argument("-s", "--select", action="append", help="asset name (repeatable); default all")
     m.add_argument("-p", "--partition", help="one partition key, e.g. rg_arith or 's00|t1'")
+    m.add_argument("--force", action="store_true", help="re-run fresh partitions too")
     m.set_defaults(fn=cmd_materialize)
     b = sub.add_parser("backfill", help="every partition of one teacher, then everything downstream")
     b.add_argument("--teacher", required=True)
