@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from resources.config import PipelineConfig
+from resources.embedder import embedder_from_config
 from resources.lake import LakeResource
 from resources.pipeline import PipelineConfigResource
 
@@ -15,4 +16,5 @@ def build_resources(cfg: PipelineConfig, config_path: str | Path) -> dict:
         "pipeline": PipelineConfigResource(path=str(config_path)),
         # LAKE_ROOT overrides the file, so one config serves a laptop and object storage
         "lake": LakeResource(root=os.environ.get("LAKE_ROOT") or cfg.lake_root, storage_options=cfg.storage_options),
+        "embedder": embedder_from_config(cfg.dedup.embedder, config_path),
     }

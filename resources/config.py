@@ -236,8 +236,15 @@ class VerificationConfig(Strict):
 
 class DifficultyConfig(Strict):
     reference_teacher: str | None = None  # default: the last teacher listed (the strongest, by convention)
-    weak_teacher: str | None = None
-    cv_ddof: int = Field(default=1, ge=0)
+    weak_teacher: str | None = None  # default: the first teacher listed (teachers are listed weak -> strong)
+    cv_ddof: int = Field(default=1, ge=0)  # the papers' worked examples use the sample std (ddof=1)
+    easy_pass_rate: float = Field(default=0.5, gt=0, le=1)  # weak teacher's pass rate at or above: easy
+    # statuses that are a verdict on the response; others (timeout, verifier_error, no_reference) are not
+    scored_statuses: list[str] = ["ok", "unparseable"]
+
+    def config_hash(self, thresholds: dict) -> str:
+        spec = {"difficulty": self.model_dump(mode="json"), "thresholds": thresholds}
+        return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 class MixConfig(Strict):
@@ -247,9 +254,18 @@ class MixConfig(Strict):
     stage2_quota: dict[Category, int] = Field(default_factory=dict)
     quota: dict[Category, int] = Field(default_factory=dict)
     token_budget: int | None = Field(default=None, gt=0)
-    exclude_flags: list[str] = ["truncated", "missing_think", "missing_answer", "repetitive"]
+    exclude_flags: list[Literal["truncated", "missing_think", "missing_answer", "repetitive", "high_perplexity"]] = [
+        "truncated", "missing_think", "missing_answer", "repetitive"]
+    max_perplexity: float = Field(default=20.0, gt=0)  # flag high_perplexity above this (DeepDistill: 20)
+    # whose passing responses enter the mix: the reference teacher's (papers) or every teacher's
+    response_teachers: Literal["reference", "all"] = "reference"
     seed: int = 0
     export_dir: Path = Path("exports")
+
+    def config_hash(self) -> str:
+        """Hash of every selection setting; part of training_mix's data version (not of any upstream)."""
+        spec = self.model_dump(mode="json", exclude={"export_dir"})
+        return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 class TrainingConfig(Strict):

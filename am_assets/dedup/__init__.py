@@ -1,5 +1,7 @@
-"""Stage: dedup."""
+"""Stage 2: query_embeddings [source], benchmarks [benchmark] -> unique_queries [shard]."""
+
+from am_assets.dedup.assets import benchmarks, build_unique_queries, query_embeddings
 
 
 def build(cfg) -> list:
-    return []
+    return [query_embeddings, benchmarks, build_unique_queries(cfg.shards)]

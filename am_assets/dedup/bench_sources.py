@@ -1,0 +1,166 @@
+"""Benchmark items as normalized query rows: QUERY_SCHEMA + `item_id` (the benchmark's own id) + `benchmark`.
+
+Packaged sets (HumanEval, held-out reasoning-gym seeds) and files. Mapped/AM layouts go through the
+ingest readers and adapters unchanged; MBPP, GPQA-Diamond (CSV) and LiveCodeBench (JSONL) have
+small adapters here. Evaluation reads `reference_answer` / `test_cases` from the same rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import random
+import zlib
+
+import polars as pl
+
+from am_assets.ingest.adapters import FieldError, humaneval_rows, reasoning_gym_rows
+from am_assets.ingest.logic import ingest_source
+from am_assets.ingest.readers import RowError, SourceFileError, read_records
+from am_assets.schema import QUERY_SCHEMA, query_id
+from resources.config import BenchmarkConfig, CleaningConfig, FileSource
+
+BENCHMARK_SCHEMA = {**QUERY_SCHEMA, "item_id": pl.String, "benchmark": pl.String}
+MBPP_TEST_IDS = (11, 510)  # the standard MBPP test split
+
+
+def _row(question: str, reference=None, tests=None, metadata=None, category="math", item_id="") -> dict:
+    return {"question": question, "reference_answer": reference, "test_cases": tests,
+            "instruction_constraints": None, "metadata": json.dumps(metadata or {}, default=str),
+            "category": category, "source_row": str(item_id)}
+
+
+def mbpp_row(record: dict) -> dict:
+    """MBPP: `text` is the question; the asserts (plus setup code) are the tests."""
+    for f in ("text", "task_id", "test_list"):
+        if f not in record:
+            raise FieldError(f, "missing")
+    if not isinstance(record["test_list"], list) or not record["test_list"]:
+        raise FieldError("test_list", "expected a non-empty list of assert statements")
+    tests = {"type": "asserts", "setup": record.get("test_setup_code") or "", "asserts": record["test_list"]}
+    meta = {"task_id": record["task_id"], "first_test": record["test_list"][0],
+            "canonical_solution": record.get("code"), "challenge_test_list": record.get("challenge_test_list") or []}
+    return _row(record["text"], None, json.dumps(tests), meta, "code", record["task_id"])
+
+
+def gpqa_row(record: dict, seed: int) -> dict:
+    """GPQA CSV row: the four options shuffled (seeded per item), the answer is the correct letter."""
+    try:
+        question = record["Question"].strip()
+        correct = record["Correct Answer"].strip()
+        wrong = [record[f"Incorrect Answer {i}"].strip() for i in (1, 2, 3)]
+    except KeyError as e:
+        raise FieldError(str(e.args[0]), "missing") from None
+    item_id = record.get("Record ID") or hashlib.blake2b(question.encode(), digest_size=6).hexdigest()
+    options = [correct, *wrong]
+    random.Random(f"{seed}:{item_id}").shuffle(options)
+    letter = "ABCD"[options.index(correct)]
+    text = question + "\n\n" + "\n".join(f"{'ABCD'[i]}) {o}" for i, o in enumerate(options))
+    meta = {"question_stem": question, "options": options, "domain": record.get("High-level domain"),
+            "subdomain": record.get("Subdomain")}
+    return _row(text, letter, None, meta, "science", item_id)
+
+
+def _lcb_tests(value, field: str) -> list[dict]:
+    """LiveCodeBench test lists: JSON, or base64(zlib(JSON)); pickled payloads are refused."""
+    if value in (None, "", []):
+        return []
+    if isinstance(value, list):
+        return value
+    try:
+        return json.loads(value)
+    except (json.JSONDecodeError, TypeError):
+        pass
+    try:
+        raw = zlib.decompress(base64.b64decode(value))
+        return json.loads(raw)
+    except Exception:
+        raise FieldError(field, "not JSON or base64(zlib(JSON)); pickled test payloads are not loaded") from None
+
+
+def livecodebench_row(record: dict) -> dict:
+    for f in ("question_content", "question_id"):
+        if f not in record:
+            raise FieldError(f, "missing")
+    meta_raw = record.get("metadata") or {}
+    meta = json.loads(meta_raw) if isinstance(meta_raw, str) and meta_raw else (meta_raw or {})
+    cases = _lcb_tests(record.get("public_test_cases"), "public_test_cases")
+    try:
+        cases += _lcb_tests(record.get("private_test_cases"), "private_test_cases")
+    except FieldError:
+        meta["private_tests_skipped"] = True
+    fn = meta.get("func_name")
+    if cases and all(c.get("testtype") == "functional" for c in cases) and fn:
+        tests = {"type": "functional", "fn_name": fn,
+                 "cases": [{"input": [json.loads(x) for x in c["input"].split("\n") if x.strip()],
+                            "output": json.loads(c["output"])} for c in cases]}
+    else:
+        tests = {"type": "stdio", "cases": [{"input": c["input"], "output": c["output"]} for c in cases]}
+    question = record["question_content"]
+    if record.get("starter_code"):
+        question += "\n\n```python\n" + record["starter_code"] + "\n```"
+    info = {k: record.get(k) for k in ("question_title", "platform", "contest_id", "contest_date", "difficulty")}
+    info["starter_code"] = record.get("starter_code") or ""
+    return _row(question, None, json.dumps(tests) if cases else None, {**info, **meta}, "code", record["question_id"])
+
+
+def _csv_records(path):
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            yield from enumerate(csv.DictReader(f), start=2)  # line 1 is the header
+    except (OSError, UnicodeDecodeError) as e:
+        raise SourceFileError(f"{path}: cannot read: {e}") from e
+
+
+def _in_range(item_id: str, rng: tuple[int, int] | None) -> bool:
+    if rng is None:
+        return True
+    try:
+        return rng[0] <= int(item_id) <= rng[1]
+    except ValueError:
+        return False
+
+
+def load_benchmark(b: BenchmarkConfig, cleaning: CleaningConfig | None = None) -> tuple[pl.DataFrame, list[str]]:
+    """(rows with BENCHMARK_SCHEMA, errors as 'file row N field: message'). A missing file raises."""
+    cleaning = cleaning or CleaningConfig()
+    errors: list[str] = []
+    rows: list[dict] = []
+    if b.kind == "humaneval":
+        rows = list(humaneval_rows(b.limit))
+    elif b.kind == "reasoning_gym":
+        rows = list(reasoning_gym_rows(b.datasets, b.count, b.seed, b.category))
+    elif b.layout in ("mapped", "am_1.4m", "am_40m"):
+        src = FileSource(name=b.name, kind="file", path=b.path, layout=b.layout, mapping=b.mapping, category=b.category)
+        df, rejected = ingest_source(src, cleaning)
+        errors = [f"{r['source_file']} row {r['source_row']} {r['field']}: {r['error']}" for r in rejected.iter_rows(named=True)]
+        rows = df.drop("query_id", "source", "source_file").to_dicts()
+    else:
+        adapt = {"mbpp": mbpp_row, "livecodebench": livecodebench_row, "gpqa_csv": lambda r: gpqa_row(r, b.seed)}[b.layout]
+        records = _csv_records(b.path) if b.layout == "gpqa_csv" else read_records(b.path, "auto", cleaning.max_row_bytes)
+        for lineno, record in records:
+            if isinstance(record, RowError):
+                errors.append(f"{b.path} row {lineno} {record.field}: {record.error}")
+                continue
+            try:
+                rows.append(adapt(record))
+            except (FieldError, ValueError, TypeError, AttributeError) as e:
+                field = getattr(e, "field", "<row>")
+                errors.append(f"{b.path} row {lineno} {field}: {getattr(e, 'message', e)}")
+    id_range = b.id_range or (MBPP_TEST_IDS if b.layout == "mbpp" else None)
+    out = []
+    for i, r in enumerate(rows, start=1):
+        item_id = str(r.get("source_row") or i)
+        if not _in_range(item_id, id_range):
+            continue
+        r.update(item_id=item_id, source_row=item_id, query_id=query_id(r["question"]), benchmark=b.name, source=b.name,
+                 source_file=str(b.path) if b.path else f"<{b.kind}>")
+        if b.category:
+            r["category"] = b.category
+        out.append(r)
+        if b.limit is not None and len(out) >= b.limit:
+            break
+    df = pl.DataFrame(out, schema=BENCHMARK_SCHEMA, orient="row") if out else pl.DataFrame(schema=BENCHMARK_SCHEMA)
+    return df, errors

