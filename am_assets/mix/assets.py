@@ -1,0 +1,108 @@
+"""mix_settings -> training_mix: Stage I / Stage II selection, exports and the data card."""
+import hashlib
+import json
+import time
+
+import dagster as dg
+import polars as pl
+
+from am_assets.difficulty.logic import teachers_from_config
+from am_assets.mix.build import assemble_mix
+from am_assets.mix.card import write_card
+from am_assets.mix.export import LINEAGE_COLUMNS, write_exports
+from am_assets.mix.select import decision_counts
+from resources.config import AM_SYSTEM_PROMPT
+from resources.lake import LakeResource, content_hash, materialize_result
+from resources.pipeline import PipelineConfigResource
+
+GROUP = "mix"
+INPUTS = ("unique_queries", "teacher_responses", "verification_outcomes", "difficulty_scores")
+TABLE_COLUMNS = ["messages", *LINEAGE_COLUMNS, "question", "think", "answer", "reference_answer", "test_cases",
+                 "threshold", "completion_tokens", "prompt_tokens"]
+
+
+def mix_settings_hash(cfg) -> str:
+    """Every setting the selection reads: the mix section, the pass thresholds, the scored statuses
+    and the teachers (order, reference). None of it is part of an upstream asset's data version."""
+    teachers, reference = teachers_from_config(cfg)
+    spec = {"mix": cfg.mix.config_hash(), "thresholds": cfg.verification.thresholds, "teachers": teachers,
+            "reference": reference, "scored": cfg.difficulty.scored_statuses,
+            "prompts": {t.name: t.system_prompt for t in cfg.teachers}}
+    return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+@dg.observable_source_asset(group_name=GROUP, description=(
+    "The selection settings (mix section, thresholds); data version = their hash, so changing a threshold, "
+    "quota or seed makes only training_mix stale."))
+def mix_settings(context, pipeline: PipelineConfigResource) -> dg.DataVersion:
+    return dg.DataVersion(mix_settings_hash(pipeline.load()))
+
+
+@dg.asset(
+    deps=[dg.AssetDep("difficulty_scores", partition_mapping=dg.AllPartitionMapping()),
+          dg.AssetDep("teacher_responses", partition_mapping=dg.AllPartitionMapping()),
+          dg.AssetDep("verification_outcomes", partition_mapping=dg.AllPartitionMapping()),
+          dg.AssetDep("unique_queries", partition_mapping=dg.AllPartitionMapping()),
+          mix_settings],
+    group_name=GROUP, code_version="1",
+    description=("The SFT training mix (DeepDistill Stage I, optional Stage II) with lineage; exports "
+                 "(AM 1.4M JSONL, TRL messages JSONL, Parquet) and a data card in mix.export_dir."),
+)
+def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
+                 pipeline: PipelineConfigResource) -> dg.MaterializeResult:
+    cfg = pipeline.load()
+    teachers, reference = teachers_from_config(cfg)
+    if not teachers:
+        raise ValueError(f"{pipeline.path}: no teachers configured; the mix needs at least one")
+    versions = {t: lake.version(t) for t in INPUTS}
+    missing = [t for t, v in versions.items() if v is None]
+    if missing:
+        raise FileNotFoundError(f"lake tables {missing} do not exist under {lake.root}; materialize them first")
+    # every scan pinned to the version recorded in the lineage, so a concurrent write cannot mix versions
+    scan = {t: lake.scan(t, version=v) for t, v in versions.items()}
+    pool_teachers = [reference] if cfg.mix.response_teachers == "reference" else teachers
+    started = time.perf_counter()
+    rows, decisions, drops = assemble_mix(
+        scan["verification_outcomes"], scan["difficulty_scores"], scan["teacher_responses"], scan["unique_queries"],
+        mix=cfg.mix, pool_teachers=pool_teachers, thresholds=cfg.verification.thresholds,
+        scored_statuses=cfg.difficulty.scored_statuses,
+        system_prompts={t.name: t.system_prompt for t in cfg.teachers}, default_system_prompt=AM_SYSTEM_PROMPT)
+    settings_hash = mix_settings_hash(cfg)
+    rows = rows.with_columns(pl.lit(json.dumps(versions, sort_keys=True)).alias("input_versions"),
+                             pl.lit(settings_hash).alias("mix_config_hash"))
+    context.log.info(f"selected {rows.height} rows from {decisions.height} queries in "
+                     f"{time.perf_counter() - started:.1f}s (teachers {pool_teachers}); drops {drops}")
+
+    table = rows.select(TABLE_COLUMNS)
+    version = lake.write_partition("training_mix", table, None, context=context,
+                                   extra_metadata={f"{t}_version": v for t, v in versions.items()})
+    export_dir = cfg.mix.export_dir
+    files = write_exports(rows, export_dir)
+    stats, card_md, plots = write_card(
+        rows, decisions, scan["difficulty_scores"], teachers=teachers, cv_threshold=cfg.mix.cv_threshold,
+        config=cfg.mix.model_dump(mode="json"), input_versions=versions, export_dir=export_dir)
+    context.log.info(f"exports in {export_dir}: {sorted(p.name for p in files.values())}")
+
+    result = materialize_result(lake, "training_mix", table, version, {
+        "data_card": dg.MetadataValue.md(card_md),
+        "data_card_path": dg.MetadataValue.path(str(export_dir / "DATA_CARD.md")),
+        **{f"plot_{name}": dg.MetadataValue.path(str(p)) for name, p in plots.items()},
+        **{f"export_{name}": dg.MetadataValue.path(str(p)) for name, p in files.items()},
+        "rows_by_stage": dg.MetadataValue.json(stats["by_stage"]),
+        "rows_by_category_stage": dg.MetadataValue.json(stats["by_category_stage"]),
+        "rows_by_teacher_stage": dg.MetadataValue.json(stats["by_teacher_stage"]),
+        "stage1_decisions": dg.MetadataValue.json(decision_counts(decisions)),
+        "dropped_after_selection": dg.MetadataValue.json(drops),
+        "tokens": stats["tokens"],
+        "input_versions": dg.MetadataValue.json(versions),
+        "mix_config_hash": settings_hash,
+    }, column_lineage=dg.TableColumnLineage(deps_by_column={
+        "messages": [dg.TableColumnDep(asset_key=dg.AssetKey("teacher_responses"), column_name="response"),
+                     dg.TableColumnDep(asset_key=dg.AssetKey("unique_queries"), column_name="question")],
+        "verify_score": [dg.TableColumnDep(asset_key=dg.AssetKey("verification_outcomes"), column_name="verify_score")],
+        "cv": [dg.TableColumnDep(asset_key=dg.AssetKey("difficulty_scores"), column_name="cv")],
+        "pass_rates": [dg.TableColumnDep(asset_key=dg.AssetKey("difficulty_scores"), column_name="pass_rates")],
+    }))
+    # the selection settings are part of the data version: a new seed with identical rows is still new
+    data_version = hashlib.blake2b(f"{content_hash(table)}:{settings_hash}".encode(), digest_size=12).hexdigest()
+    return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(data_version))

@@ -1,0 +1,108 @@
+"""The mix's rows as chats, and the exports: AM 1.4M layout, TRL `messages` layout, Parquet.
+
+Every export carries the lineage columns; `datasets.load_dataset("json" | "parquet", ...)` opens each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+LINEAGE_COLUMNS = [
+    "query_id", "source", "category", "teacher", "model", "fingerprint", "response_id", "sample_idx",
+    "verify_score", "pass_rates", "cv", "level", "stage", "selection_reason", "tokens", "input_versions",
+    "mix_config_hash",
+]
+
+STAGES = ("stage1", "stage2")
+
+
+def assistant_content(think: pl.Expr, answer: pl.Expr, response: pl.Expr) -> pl.Expr:
+    """`<think>\\n...\\n</think>\\n<answer>\\n...\\n</answer>` (the AM layout); the raw response when
+    the parser found no think or answer part (only possible when those flags are not excluded)."""
+    both = think.is_not_null() & answer.is_not_null()
+    return (pl.when(both)
+            .then(pl.concat_str([pl.lit("<think>\n"), think.str.strip_chars(), pl.lit("\n</think>\n<answer>\n"),
+                                 answer.str.strip_chars(), pl.lit("\n</answer>")]))
+            .otherwise(response.fill_null("")))
+
+
+def with_messages(rows: pl.DataFrame) -> pl.DataFrame:
+    """Adds `assistant` (the training target) and `messages` (JSON chat list: system, user, assistant),
+    the lake contract of training_mix."""
+    rows = rows.with_columns(assistant_content(pl.col("think"), pl.col("answer"), pl.col("response")).alias("assistant"))
+    as_json = pl.concat_str([pl.lit("["), _chat().list.eval(pl.element().struct.json_encode()).list.join(","), pl.lit("]")])
+    return rows.with_columns(as_json.alias("messages"))
+
+
+def _chat() -> pl.Expr:
+    return pl.concat_list([
+        pl.struct(role=pl.lit("system"), content=pl.col("system_prompt")),
+        pl.struct(role=pl.lit("user"), content=pl.col("question")),
+        pl.struct(role=pl.lit("assistant"), content=pl.col("assistant")),
+    ])
+
+
+def _info(source, reference_answer, test_case, think, answer) -> pl.Expr:
+    null = pl.lit(None, dtype=pl.String)
+    return pl.struct(source=source if source is not None else null,
+                     reference_answer=reference_answer if reference_answer is not None else null,
+                     test_case=test_case if test_case is not None else null,
+                     think_content=think if think is not None else null,
+                     answer_content=answer if answer is not None else null)
+
+
+def am_layout(rows: pl.DataFrame) -> pl.DataFrame:
+    """AM-DeepSeek-R1-Distilled-1.4M rows: `messages` [{role, content, info: {source, reference_answer,
+    test_case, think_content, answer_content}}] (system prompt first; user info.source = the query
+    source, assistant info.source = the teacher), plus the lineage columns."""
+    msgs = pl.concat_list([
+        pl.struct(role=pl.lit("system"), content=pl.col("system_prompt"), info=_info(None, None, None, None, None)),
+        pl.struct(role=pl.lit("user"), content=pl.col("question"),
+                  info=_info(pl.col("source"), pl.col("reference_answer"), pl.col("test_cases"), None, None)),
+        pl.struct(role=pl.lit("assistant"), content=pl.col("assistant"),
+                  info=_info(pl.col("teacher"), pl.col("reference_answer"), pl.col("test_cases"),
+                             pl.col("think"), pl.col("answer"))),
+    ])
+    return rows.select(msgs.alias("messages"), *LINEAGE_COLUMNS)
+
+
+def chat_layout(rows: pl.DataFrame) -> pl.DataFrame:
+    """`messages` [{role, content}] (what TRL's SFTTrainer reads), plus the lineage columns."""
+    return rows.select(_chat().alias("messages"), *LINEAGE_COLUMNS)
+
+
+def export_files(export_dir: Path) -> dict[str, Path]:
+    d = Path(export_dir)
+    files = {"parquet": d / "training_mix.parquet", "card": d / "DATA_CARD.md", "card_json": d / "data_card.json"}
+    for stage in STAGES:
+        files[f"am_{stage}"] = d / f"am_1.4m_{stage}.jsonl"
+        files[f"chat_{stage}"] = d / f"chat_{stage}.jsonl"
+    return files
+
+
+def write_exports(rows: pl.DataFrame, export_dir: Path) -> dict[str, Path]:
+    """Writes the exports of the rows (with `assistant`, `system_prompt` and lineage columns); JSONL per
+    stage (Stage II is a separate annealing set), Parquet with every row. Returns name -> path."""
+    export_dir = Path(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    files = export_files(export_dir)
+    written: dict[str, Path] = {}
+    for stage in STAGES:
+        part = rows.filter(pl.col("stage") == stage)
+        for kind, make in (("am", am_layout), ("chat", chat_layout)):
+            path = files[f"{kind}_{stage}"]
+            if part.height == 0:
+                path.unlink(missing_ok=True)  # no stale file from an earlier setting
+                continue
+            tmp = path.with_suffix(".tmp")
+            make(part).write_ndjson(tmp)
+            tmp.replace(path)
+            written[f"{kind}_{stage}"] = path
+    tmp = files["parquet"].with_suffix(".tmp")
+    text = [c for c in ("question", "think", "answer", "reference_answer", "test_cases") if c in rows.columns]
+    rows.select(_chat().alias("messages"), *LINEAGE_COLUMNS, *text).write_parquet(tmp)
+    tmp.replace(files["parquet"])
+    written["parquet"] = files["parquet"]
+    return written
