@@ -115,6 +115,7 @@ class EmbedderConfig(Strict):
 
 class DedupConfig(Strict):
     embedder: EmbedderConfig = EmbedderConfig()
+    semantic: bool = True  # false: exact dedup and exact/n-gram decontamination only, no embeddings
     cosine_threshold: float = Field(default=0.9, gt=0, le=1)
     knn: int = Field(default=10, gt=0)
     exact_index_max: int = Field(default=200_000, gt=0)  # above: approximate index

@@ -133,13 +133,17 @@ def compute_state(lake, cfg, embedder, log: Log = _quiet, context=None) -> tuple
     texts = rows.group_by("query_id").agg(pl.col("question").first()).sort("query_id")
     texts = with_text_hash(texts).join(prev.group_by("query_id").agg(pl.col("cluster_id").first()),
                                        on="query_id", how="left", maintain_order="left")
-    emb, emb_stats = embed_with_cache(lake, embedder, texts, log, context)
+    d = cfg.dedup
+    emb, emb_stats = None, {"embedded_new": 0}
+    if d.semantic:
+        emb, emb_stats = embed_with_cache(lake, embedder, texts, log, context)
     new_rows = np.flatnonzero(texts["cluster_id"].is_null().to_numpy())
     log(f"dedup: {rows.height} rows, {texts.height} texts ({len(new_rows)} new) from {rows['source'].n_unique()} sources")
-    d = cfg.dedup
     t0 = time.monotonic()
-    edges = similar_pairs(emb, new_rows, d.cosine_threshold, d.knn, d.exact_index_max, d.approx_index, d.nprobe,
-                          progress=lambda done, total: log(f"kNN: {done}/{total} new texts searched"))
+    edges = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    if d.semantic:
+        edges = similar_pairs(emb, new_rows, d.cosine_threshold, d.knn, d.exact_index_max, d.approx_index, d.nprobe,
+                              progress=lambda done, total: log(f"kNN: {done}/{total} new texts searched"))
     clustered = cluster_texts(texts.select("query_id", "cluster_id"), edges)
     log(f"dedup: {len(edges[0])} similar pairs, {clustered['cluster_id'].n_unique()} clusters "
         f"({time.monotonic() - t0:.1f}s)")
@@ -150,7 +154,7 @@ def compute_state(lake, cfg, embedder, log: Log = _quiet, context=None) -> tuple
     # decontamination per text
     bench_stats = {"embedded_new": 0, "reused": 0}
     bench_emb = None
-    if bench.height:
+    if bench.height and d.semantic:
         bench = with_text_hash(bench)
         bench_emb, bench_stats = embed_with_cache(lake, embedder, bench, log, context)
     dc = cfg.decontamination
