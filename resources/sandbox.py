@@ -63,7 +63,7 @@ class Limits:
     nproc: int = 64
     fsize_mb: int = 16
     output_bytes: int = 1 << 20
-    cpus: float = 1.0
+    cpus: float = 2.0
     parallel: int = 2
 
     def runner_limits(self) -> dict:
@@ -85,38 +85,44 @@ class _RunnerSandbox:
     def __init__(self, limits: Limits):
         self.limits = limits
 
-    def _exec_runner(self, batch_dir: Path, batch: dict) -> list[dict]:
+    def _exec_runner(self, batch_dir: Path, batch: dict) -> tuple[list[dict], int | None, str]:
+        """Runs the runner on batch.json; returns (its JSON lines, its exit code, its stderr tail)."""
         raise NotImplementedError
 
     def _batch(self, programs: list[Program], parallel: int) -> dict:
         return {"programs": [{"code": p.code, "stdin": p.stdin, "timeout_s": p.timeout_s} for p in programs],
                 "limits": self.limits.runner_limits(), "parallel": parallel}
 
-    def _run_once(self, programs: list[Program], parallel: int) -> dict[int, RunResult]:
+    def _run_once(self, programs: list[Program], parallel: int) -> tuple[dict[int, RunResult], int | None, str]:
         with tempfile.TemporaryDirectory(prefix="am-sbx-batch-") as d:
             batch_dir = Path(d)
             os.chmod(batch_dir, 0o755)  # the container's non-root user reads it
             shutil.copy(RUNNER, batch_dir / "runner.py")
-            lines = self._exec_runner(batch_dir, self._batch(programs, parallel))
-        out = {}
-        for d in lines:
-            out[int(d["i"])] = RunResult.from_json(d)
-        return out
+            lines, rc, err = self._exec_runner(batch_dir, self._batch(programs, parallel))
+        return {int(d["i"]): RunResult.from_json(d) for d in lines}, rc, err
 
     def run(self, programs: list[Program]) -> list[RunResult]:
         if not programs:
             return []
-        results = self._run_once(programs, self.limits.parallel)
-        todo = [i for i in range(len(programs)) if i not in results]
-        # the runner died mid-batch (a program killed it, or the container): one at a time finds the culprit
-        while todo:
-            i = todo.pop(0)
+        results, rc, err = self._run_once(programs, self.limits.parallel)
+        if not results and not _killed(rc):  # the runner could not run at all: the sandbox is broken
+            failure = RunResult("sandbox_error", None, "", "", f"sandbox runner failed (exit {rc}): {err}", 0.0)
+            return [failure] * len(programs)
+        # the runner died mid-batch (a program killed it, or its container): one at a time finds the culprit
+        for i in [i for i in range(len(programs)) if i not in results]:
             try:
-                res = self._run_once([programs[i]], 1).get(0)
+                one, rc, err = self._run_once([programs[i]], 1)
+                res = one.get(0) or (
+                    RunResult("killed", None, "", "", "the program killed the sandbox runner", 0.0) if _killed(rc)
+                    else RunResult("sandbox_error", None, "", "", f"sandbox runner failed (exit {rc}): {err}", 0.0))
             except Exception as e:  # noqa: BLE001 - recorded per program
                 res = RunResult("sandbox_error", None, "", "", f"{type(e).__name__}: {e}", 0.0)
-            results[i] = res or RunResult("killed", None, "", "", "the program killed the sandbox runner", 0.0)
+            results[i] = res
         return [results[i] for i in range(len(programs))]
+
+
+def _killed(rc: int | None) -> bool:
+    return rc is not None and (rc < 0 or rc >= 128)
 
 
 def _parse_lines(text: str) -> list[dict]:
@@ -159,7 +165,7 @@ class LocalSandbox(_RunnerSandbox):
         # outside /tmp, /var/tmp and /dev/shm: those become private tmpfs mounts in the program's namespace
         self.workdir = workdir or ("/var/lib/am-distill-sandbox" if self.root else tempfile.gettempdir())
 
-    def _exec_runner(self, batch_dir: Path, batch: dict) -> list[dict]:
+    def _exec_runner(self, batch_dir: Path, batch: dict) -> tuple[list[dict], int | None, str]:
         import subprocess
 
         Path(self.workdir).mkdir(parents=True, exist_ok=True)
@@ -173,10 +179,7 @@ class LocalSandbox(_RunnerSandbox):
                                   capture_output=True, text=True, start_new_session=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        lines = _parse_lines(proc.stdout)
-        if proc.returncode != 0 and not lines:
-            raise RuntimeError(f"sandbox runner failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
-        return lines
+        return _parse_lines(proc.stdout), proc.returncode, proc.stderr.strip()[-500:]
 
 
 class DockerSandbox(_RunnerSandbox):
@@ -186,7 +189,7 @@ class DockerSandbox(_RunnerSandbox):
         super().__init__(limits)
         self.image = image
 
-    def _exec_runner(self, batch_dir: Path, batch: dict) -> list[dict]:
+    def _exec_runner(self, batch_dir: Path, batch: dict) -> tuple[list[dict], int | None, str]:
         from resources.sandbox_image import _client
 
         batch.update(workdir="/tmp/run", python="python3", uid_base=None)
@@ -207,11 +210,8 @@ class DockerSandbox(_RunnerSandbox):
         try:
             res = container.exec_run(["python3", "/batch/runner.py", "/batch/batch.json"], demux=True)
             stdout = (res.output[0] or b"").decode("utf-8", "replace")
-            lines = _parse_lines(stdout)
-            if res.exit_code not in (0, None) and not lines:
-                err = (res.output[1] or b"").decode("utf-8", "replace").strip()[-500:]
-                raise RuntimeError(f"sandbox runner failed in {self.image} (exit {res.exit_code}): {err}")
-            return lines
+            err = (res.output[1] or b"").decode("utf-8", "replace").strip()[-500:]
+            return _parse_lines(stdout), res.exit_code, f"{self.image}: {err}"
         finally:
             try:
                 container.remove(force=True)
@@ -246,7 +246,7 @@ class SandboxResource(dg.ConfigurableResource):
     timeout_s: float = 5.0
     memory_mb: int = 512
     nproc: int = 64
-    cpus: float = 1.0
+    cpus: float = 2.0
     parallel: int = 2
 
     def limits(self) -> Limits:

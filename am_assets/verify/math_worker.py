@@ -1,0 +1,124 @@
+"""Math-Verify worker process: JSON lines in ({"i", "gold", "pred"}), JSON lines out ({"i", "score", "status",
+"details"}). Run as a script by math_pool.py (a plain script, so it starts without importing the
+pipeline's packages). Math-Verify's own signal-based timeouts are disabled here: the pool enforces a
+per-item timeout from outside by killing and replacing this process.
+"""
+
+import functools
+import json
+import os
+import re
+import sys
+from decimal import Decimal, InvalidOperation
+
+ANSWER_TAIL_CHARS = 4000  # without a \boxed{}, Math-Verify reads the answer's tail
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} (or \\fbox{...}) with balanced braces, or None."""
+    if not text:
+        return None
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    while start >= 0:
+        i = text.find("{", start)
+        if i >= 0 and text[start:i].strip() in ("\\boxed", "\\fbox"):
+            depth = 0
+            for j in range(i, len(text)):
+                if text[j] == "{":
+                    depth += 1
+                elif text[j] == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return text[i + 1:j].strip()
+        if start == 0:
+            break
+        start = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start))
+    return None
+
+
+def _short(x) -> str:
+    s = str(x)
+    return s if len(s) <= 200 else s[:200] + "..."
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(gold: str):
+    from math_verify import parse
+
+    text = gold if ("$" in gold or "\\boxed" in gold) else f"${gold}$"
+    parsed = parse(text, parsing_timeout=None)
+    if not parsed and text != gold:
+        parsed = parse(gold, parsing_timeout=None)
+    return parsed
+
+
+_NUMBER = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
+
+
+def _number(text: str) -> Decimal | None:
+    text = text.strip().strip("$").strip()
+    if not _NUMBER.match(text):
+        return None
+    try:
+        return Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def fast_check(gold: str, answer: str | None) -> dict | None:
+    """Plain numbers (most GSM8K / reasoning-gym answers) and identical strings need no LaTeX parser.
+    Same verdict as Math-Verify there (it rounds floats to 6 places too); None = ask Math-Verify."""
+    if answer is None:
+        return None
+    g, a = _number(gold), _number(answer)
+    details = {"extracted": answer[:200], "from": "boxed", "reference": gold[:200], "fast_path": True}
+    if g is not None and a is not None:
+        return {"score": 1.0 if g == a or round(g, 6) == round(a, 6) else 0.0, "status": "ok", "details": details}
+    if " ".join(gold.split()) == " ".join(answer.split()) and gold.strip():
+        return {"score": 1.0, "status": "ok", "details": details}
+    return None
+
+
+def check(gold: str, pred: str) -> dict:
+    from math_verify import parse, verify
+
+    boxed = last_boxed(pred)
+    fast = fast_check(gold, boxed)
+    if fast is not None:
+        return fast
+    g = _parse_gold(gold)
+    if not g:
+        return {"score": 0.0, "status": "unparseable",
+                "details": {"reason": "reference answer not parseable by Math-Verify", "reference": _short(gold)}}
+    target = f"\\boxed{{{boxed}}}" if boxed is not None else (pred or "")[-ANSWER_TAIL_CHARS:]
+    p = parse(target, parsing_timeout=None)
+    details = {"extracted": _short(p[-1]) if p else None, "from": "boxed" if boxed is not None else "answer_text",
+               "reference": _short(g[-1])}
+    if not p:
+        details["reason"] = "no answer found in the response"
+        return {"score": 0.0, "status": "ok", "details": details}
+    return {"score": 1.0 if verify(g, p, timeout_seconds=None) else 0.0, "status": "ok", "details": details}
+
+
+def main() -> None:
+    import logging
+
+    logging.disable(logging.WARNING)  # "timeout is disabled" warnings: we know, the pool times out
+    import math_verify  # noqa: F401 - import before saying ready, so start-up is not billed to an item
+
+    out = sys.stdout
+    out.write(json.dumps({"ready": os.getpid()}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        item = json.loads(line)
+        try:
+            res = check(item["gold"], item["pred"])
+        except Exception as e:  # noqa: BLE001 - a verifier failure is a status, not a verdict
+            res = {"score": 0.0, "status": "verifier_error", "details": {"error": f"{type(e).__name__}: {e}"[:300]}}
+        res["i"] = item["i"]
+        out.write(json.dumps(res) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()
