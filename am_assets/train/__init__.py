@@ -1,5 +1,7 @@
-"""Stage: train."""
+"""Stage: train. training_mix -> trained_model (TRL SFT through Dagster Pipes) + model_registry."""
+
+from am_assets.train.assets import trained_model
 
 
 def build(cfg) -> list:
-    return []
+    return [trained_model]
