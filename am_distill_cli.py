@@ -25,7 +25,10 @@ PROJECT_DIR = Path(__file__).resolve().parent
 
 def _setup_env() -> None:
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / ".dagster"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text((PROJECT_DIR / "scripts" / "dagster.yaml").read_text())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

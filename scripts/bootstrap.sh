@@ -44,14 +44,21 @@ if [ ! -f "$STAMP" ]; then
   log "python environment ready"
 fi
 
-# Docker engine for the code sandbox (Debian's docker.io). Optional: without it, the local sandbox runs.
-if [ "${AM_DISTILL_SKIP_DOCKER:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
-  if ! command -v dockerd >/dev/null 2>&1; then
-    log "installing docker.io"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null) \
-      || log "could not install docker.io; the docker sandbox will be skipped"
+# Debian packages, as root: docker.io + debootstrap for the code sandbox (without them the local
+# sandbox runs), chromium for the UI screenshot test (skipped without it).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  if [ "${AM_DISTILL_SKIP_DOCKER:-0}" != 1 ]; then
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
   fi
-  if command -v dockerd >/dev/null 2>&1; then
-    "$VENV/bin/python" -m resources.sandbox_image --ensure || log "sandbox image not built; docker sandbox unavailable"
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || log "could not install ${missing[*]}; the tests that need them will skip with a reason"
   fi
+fi
+if [ "${AM_DISTILL_SKIP_DOCKER:-0}" != 1 ] && command -v dockerd >/dev/null 2>&1; then
+  "$VENV/bin/python" -m resources.sandbox_image --ensure || log "sandbox image not built; docker sandbox unavailable"
 fi
