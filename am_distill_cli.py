@@ -33,81 +33,9 @@ def _setup_env() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def partition_keys(asset_def, instance) -> list[str | None]:
-    import dagster as dg
-
-    pdef = asset_def.partitions_def
-    if pdef is None:
-        return [None]
-    with dg.partition_loading_context(dynamic_partitions_store=instance):
-        return list(pdef.get_partition_keys())
-
-
-def _matches(asset_def, key: str, only: dict[str, str]) -> bool:
-    """Does a partition key belong to the `only` dimensions (e.g. {"teacher": "t1"})?"""
-    import dagster as dg
-
-    pdef = asset_def.partitions_def
-    if isinstance(pdef, dg.MultiPartitionsDefinition):
-        by_dim = pdef.get_partition_key_from_str(key).keys_by_dimension
-        return all(by_dim.get(d, v) == v for d, v in only.items())
-    name = getattr(pdef, "name", None)  # a single dynamic dimension: source, teacher, ...
-    return name not in only or key == only[name]
-
-
-def stale_status(graph, instance):
-    """A function (asset key, partition) -> MISSING | STALE | FRESH, as the UI computes it."""
-    # internal API: Dagster exports no public staleness query (reference/dagster.md section 3)
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver
-    from dagster._core.loader import LoadingContextForTest
-
-    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
-    return lambda key, pk: resolver.get_status(key, pk).value
-
-
-def materialize_all(defs, instance, select: list[str] | None = None, partition: str | None = None,
-                    only: dict[str, str] | None = None, force: bool = False, log=print) -> dict[str, float]:
-    """Materialize the selected assets (default: all), upstream first, each partition in its own run.
-
-    Only missing or stale partitions run unless `force`. `only` restricts partitioned assets to one
-    value of a dimension (a per-teacher backfill). Runs are in-process, so engines and models load
-    once per command. Returns wall seconds per asset.
-    """
-    import dagster as dg
-
-    from sensors.registry import record_observations
-
-    cfg = defs.resources["pipeline"].load()
-    record_observations(instance, cfg)  # what the sensors would do: partitions + source data versions
-    graph = defs.resolve_asset_graph()
-    assets = list(defs.assets)
-    timings: dict[str, float] = {}
-    for key in graph.toposorted_asset_keys:
-        name = key.to_user_string()
-        node = graph.get(key)
-        if not node.is_materializable or (select and name not in select):
-            continue
-        keys = [partition] if partition else partition_keys(node.assets_def, instance)
-        if only:
-            keys = [k for k in keys if k is None or _matches(node.assets_def, k, only)]
-        if not force:
-            status = stale_status(graph, instance)  # fresh resolver: upstream may just have run
-            keys = [k for k in keys if status(key, k) != "FRESH"]
-            if not keys:
-                log(f"[{name}] fresh")
-                continue
-        start = time.perf_counter()
-        for i, pk in enumerate(keys, 1):
-            log(f"[{name}] {pk or 'unpartitioned'} ({i}/{len(keys)})")
-            result = dg.materialize(assets, selection=[key], partition_key=pk, instance=instance,
-                                    resources=defs.resources, raise_on_error=False)
-            if not result.success:
-                raise SystemExit(f"{name} {pk or ''} failed; see the run {result.run_id} in the UI (am-distill ui)")
-        timings[name] = time.perf_counter() - start
-    return timings
-
-
 def cmd_demo(args) -> None:
+    from am_assets.runner import materialize_all
+
     import dagster as dg
 
     from definitions import build_defs
@@ -115,10 +43,10 @@ def cmd_demo(args) -> None:
     defs = build_defs(args.config)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        timings = materialize_all(defs, instance, force=args.force)
+        report = materialize_all(defs, instance, force=args.force)
     cfg = defs.resources["pipeline"].load()
     print(f"\nDone in {time.perf_counter() - start:.0f} s. Wall time per asset:")
-    for name, sec in timings.items():
+    for name, sec in report.seconds.items():
         print(f"  {name:<24} {sec:7.1f} s")
     print(f"\nLake (Delta tables): {defs.resources['lake'].root}")
     print(f"Dagster instance:    {os.environ['DAGSTER_HOME']}")
@@ -128,6 +56,8 @@ def cmd_demo(args) -> None:
 
 
 def cmd_materialize(args) -> None:
+    from am_assets.runner import materialize_all
+
     import dagster as dg
 
     from definitions import build_defs
@@ -138,6 +68,8 @@ def cmd_materialize(args) -> None:
 
 
 def cmd_backfill(args) -> None:
+    from am_assets.runner import materialize_all
+
     import dagster as dg
 
     from definitions import build_defs
@@ -147,9 +79,9 @@ def cmd_backfill(args) -> None:
     cfg.teacher(args.teacher)  # fails clearly on an unknown name
     selection = dg.AssetSelection.assets("teacher_responses").downstream().resolve(defs.resolve_asset_graph())
     with dg.DagsterInstance.get() as instance:
-        timings = materialize_all(defs, instance, select=[k.to_user_string() for k in selection],
+        report = materialize_all(defs, instance, select=[k.to_user_string() for k in selection],
                                   only={"teacher": args.teacher})
-    for name, sec in timings.items():
+    for name, sec in report.seconds.items():
         print(f"  {name:<24} {sec:7.1f} s")
 
 
@@ -206,11 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     u.set_defaults(fn=cmd_ui)
     sub.add_parser("validate", help="validate pipeline.yaml and the definitions").set_defaults(fn=cmd_validate)
     args = parser.parse_args(argv)
+    from am_assets.runner import MaterializationFailed
     from resources.config import ConfigError
 
     try:
         args.fn(args)
-    except ConfigError as e:
+    except (ConfigError, MaterializationFailed) as e:
         raise SystemExit(str(e)) from None
 
 
