@@ -1,5 +1,7 @@
-"""Stage: verify."""
+"""Stage: teacher_responses (+ unique_queries) -> verification_outcomes [teacher x shard]."""
 
 
 def build(cfg) -> list:
-    return []
+    from am_assets.verify.assets import build_verification_outcomes
+
+    return [build_verification_outcomes(cfg)]

@@ -1,0 +1,30 @@
+"""Quality flags per response (kept as columns, never used to drop here): think/answer present,
+truncated, and the papers' high-frequency n-gram rule: a `n`-token string occurring more than
+`max_count` times across the partition marks every response that contains it as repetitive."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import re
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def repetitive_flags(texts: list[str], n: int = 20, max_count: int = 20) -> tuple[list[bool], int]:
+    """(flag per text, number of frequent n-grams). Occurrences are counted across all texts
+    (repeats inside one text count too, as a looping response is the usual culprit)."""
+    counts: collections.Counter[bytes] = collections.Counter()
+    per_text = []
+    for t in texts:
+        toks = _TOKEN.findall(t or "")
+        keys = [hashlib.blake2b(" ".join(toks[i:i + n]).encode(), digest_size=8).digest()
+                for i in range(len(toks) - n + 1)]
+        counts.update(keys)
+        per_text.append(set(keys))
+    frequent = {k for k, c in counts.items() if c > max_count}
+    return [bool(keys & frequent) for keys in per_text], len(frequent)
+
+
+def has_text(value: str | None) -> bool:
+    return bool(value and value.strip())
