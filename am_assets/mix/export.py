@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 LINEAGE_COLUMNS = [
-    "query_id", "source", "category", "teacher", "model", "fingerprint", "response_id", "sample_idx",
+    "mix_row_id", "query_id", "source", "category", "teacher", "model", "fingerprint", "response_id", "sample_idx",
     "verify_score", "pass_rates", "cv", "level", "stage", "selection_reason", "tokens", "input_versions",
     "mix_config_hash",
 ]
@@ -31,7 +31,9 @@ def assistant_content(think: pl.Expr, answer: pl.Expr, response: pl.Expr) -> pl.
 def with_messages(rows: pl.DataFrame) -> pl.DataFrame:
     """Adds `assistant` (the training target) and `messages` (JSON chat list: system, user, assistant),
     the lake contract of training_mix."""
-    rows = rows.with_columns(assistant_content(pl.col("think"), pl.col("answer"), pl.col("response")).alias("assistant"))
+    rows = rows.with_columns(
+        assistant_content(pl.col("think"), pl.col("answer"), pl.col("response")).alias("assistant"),
+        pl.concat_str([pl.col("stage"), pl.lit(":"), pl.col("response_id")]).alias("mix_row_id"))
     as_json = pl.concat_str([pl.lit("["), _chat().list.eval(pl.element().struct.json_encode()).list.join(","), pl.lit("]")])
     return rows.with_columns(as_json.alias("messages"))
 
