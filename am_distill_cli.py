@@ -24,6 +24,9 @@ PROJECT_DIR = Path(__file__).resolve().parent
 
 
 def _setup_env() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / ".dagster"))
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
