@@ -210,6 +210,7 @@ def test_mix_exports_card_through_dagster(project, instance, tmp_path):
     assert mat.metadata["dagster/row_count"].value == mix.height
 
 
+@pytest.mark.slow
 def test_sft_trainer_reads_the_chat_export(project, instance, tmp_path):
     """TRL's SFTTrainer takes the chat export as is (tokenizes it with the model's chat template)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
