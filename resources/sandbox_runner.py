@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import resource
+import selectors
 import shutil
 import signal
 import subprocess
@@ -81,15 +82,6 @@ def _kill_uid(uid):
             pass
 
 
-def _read(path, limit):
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError:
-        return "", False
-    return data[:limit].decode("utf-8", "replace"), len(data) > limit
-
-
 def _last_line(text):
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else ""
@@ -116,16 +108,43 @@ class Job:
         with open(os.path.join(self.out, "stdin"), "w") as f:
             f.write(stdin)
         self.fin = open(os.path.join(self.out, "stdin"), "rb")
-        self.fo = open(os.path.join(self.out, "stdout"), "wb")
-        self.fe = open(os.path.join(self.out, "stderr"), "wb")
+        self.chunks = {"stdout": [], "stderr": []}
+        self.sizes = {"stdout": 0, "stderr": 0}
+        self.output_cut = False
         limits = dict(limits, cpu_s=self.timeout)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.dir, "LANG": "C.UTF-8",
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
         self.start = time.monotonic()
         self.proc = subprocess.Popen(
-            [batch["python"], "-I", "prog.py"], stdin=self.fin, stdout=self.fo, stderr=self.fe, env=env,
-            start_new_session=True, close_fds=True, preexec_fn=_preexec(self.dir, limits, uid))
+            [batch["python"], "-I", "prog.py"], stdin=self.fin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, start_new_session=True, close_fds=True, preexec_fn=_preexec(self.dir, limits, uid))
+        self.streams = {self.proc.stdout: "stdout", self.proc.stderr: "stderr"}
+        for f in self.streams:
+            os.set_blocking(f.fileno(), False)
         self.timed_out = False
+
+    def pump(self, f):
+        """Read what the program wrote (pipes, not files: a program cannot delete them). Past the
+        output limit the program is killed. Returns "eof", "more" or "empty" (nothing to read now)."""
+        name = self.streams[f]
+        try:
+            data = f.read(65536)
+        except BlockingIOError:
+            return "empty"
+        if data is None:
+            return "empty"
+        if not data:
+            return "eof"
+        if self.sizes[name] <= self.limit_out:
+            self.chunks[name].append(data)
+        self.sizes[name] += len(data)
+        if self.sizes[name] > self.limit_out and not self.output_cut:
+            self.output_cut = True
+            self.kill()
+        return "more"
+
+    def text(self, name):
+        return b"".join(self.chunks[name])[:self.limit_out].decode("utf-8", "replace")
 
     def kill(self):
         try:
@@ -138,12 +157,18 @@ class Job:
         self.kill()  # whatever it left behind in its group
         if self.uid is not None:
             _kill_uid(self.uid)
-        for f in (self.fin, self.fo, self.fe):
+        for f in self.streams:
+            while not f.closed and self.pump(f) == "more":  # drain what is left, never wait for more
+                pass
             f.close()
-        stdout, out_cut = _read(os.path.join(self.out, "stdout"), self.limit_out)
-        stderr, _ = _read(os.path.join(self.out, "stderr"), self.limit_out)
+        self.fin.close()
+        stdout, stderr = self.text("stdout"), self.text("stderr")
         rc = self.proc.returncode
-        if self.timed_out:
+        if self.output_cut:
+            reason = "output_limit"
+        elif self.timed_out and "MemoryError" in _last_line(stderr):
+            reason = "memory"  # hit the memory limit, then ran out of time dying
+        elif self.timed_out:
             reason = "timeout"
         elif rc is not None and rc < 0:
             reason = _SIGNAL_REASONS.get(-rc, f"signal:{signal.Signals(-rc).name}")
@@ -152,8 +177,6 @@ class Job:
             reason = ("memory" if "MemoryError" in last else "output_limit" if "File too large" in last else f"exit:{rc}")
         else:
             reason = "ok"
-        if out_cut and reason == "ok":
-            reason = "output_limit"
         shutil.rmtree(self.dir, ignore_errors=True)
         shutil.rmtree(self.out, ignore_errors=True)
         return {"i": self.idx, "exit_code": rc, "timed_out": self.timed_out, "reason": reason,
@@ -175,7 +198,14 @@ def run_batch(batch):
                 free_slots.append(slot)
                 emit({"i": idx, "exit_code": None, "timed_out": False, "reason": "sandbox_error",
                       "error": f"{type(e).__name__}: {e}", "stdout": "", "stderr": "", "duration_s": 0.0})
-        time.sleep(0.002)
+        with selectors.DefaultSelector() as sel:
+            for job in running:
+                for f in job.streams:
+                    if not f.closed:
+                        sel.register(f, selectors.EVENT_READ, job)
+            for key, _ in sel.select(timeout=0.005):
+                if key.data.pump(key.fileobj) == "eof":
+                    key.fileobj.close()
         now = time.monotonic()
         for job in list(running):
             if job.proc.poll() is None and now - job.start > job.timeout:
