@@ -93,3 +93,10 @@ def test_teacher_order():
     assert teacher_order(["x"]) == ["x"]
     with pytest.raises(ValueError, match="difficulty.reference_teacher"):
         teacher_order(["a"], reference="zz")
+
+
+def test_partial_thresholds_keep_the_papers_values():
+    df = difficulty_table(outcomes([("q", "math", "t", [0.8, 1.0]), ("s", "science", "t", [4.6, 4.0])]).lazy(),
+                          teachers=["t"], reference="t", thresholds={"science": 4.5}).collect().sort("query_id")
+    assert df["threshold"].to_list() == [0.99, 4.5]
+    assert df[pass_rate_column("t")].to_list() == [0.5, 0.5]

@@ -17,6 +17,8 @@ SCORED_STATUSES = ("ok", "unparseable")
 
 LEVELS = ("easy", "medium", "hard", "unsolved")
 
+PAPER_THRESHOLDS = {"math": 0.99, "code": 0.99, "if": 0.99, "science": 4.99, "other": 0.7}  # DeepDistill §2.4.2
+
 OUTCOME_COLUMNS = ("query_id", "category", "teacher", "verify_score", "status")
 
 
@@ -54,9 +56,10 @@ def samples_column(teacher: str) -> str:
 
 
 def threshold_expr(thresholds: Mapping[str, float], category: str = "category") -> pl.Expr:
-    """Per-row pass threshold of the row's category (unknown categories use `other`'s)."""
-    default = thresholds.get("other", 0.7)
-    return pl.col(category).replace_strict(dict(thresholds), default=default, return_dtype=pl.Float64)
+    """Per-row pass threshold of the row's category. A category missing from `thresholds` keeps the
+    papers' value; a category the papers do not know uses `other`'s."""
+    merged = {**PAPER_THRESHOLDS, **thresholds}
+    return pl.col(category).replace_strict(merged, default=merged["other"], return_dtype=pl.Float64)
 
 
 def scored_frame(outcomes: pl.LazyFrame, thresholds: Mapping[str, float],
