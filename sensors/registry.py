@@ -43,6 +43,27 @@ def teacher_versions(cfg) -> dict[str, str]:
     return {t.name: t.fingerprint() for t in cfg.teachers}
 
 
+def settings_versions(cfg) -> dict[str, str]:
+    """Unpartitioned settings sources: asset name -> hash of the config it stands for."""
+    from am_assets.difficulty.assets import difficulty_settings_hash
+    from am_assets.mix.assets import mix_settings_hash
+
+    return {"difficulty_settings": difficulty_settings_hash(cfg), "mix_settings": mix_settings_hash(cfg)}
+
+
+def observed_versions(cfg) -> dict[tuple[str, str | None], str]:
+    """Every observable source asset of the project: (asset, partition or None) -> data version.
+
+    The sensors and the CLI runner record these; tests check that the assets' own observe
+    functions return the same values, so the two cannot drift apart.
+    """
+    out: dict[tuple[str, str | None], str] = {}
+    out.update({("source_files", k): v for k, v in source_versions(cfg).items()})
+    out.update({("teacher_config", k): v for k, v in teacher_versions(cfg).items()})
+    out.update({(k, None): v for k, v in settings_versions(cfg).items()})
+    return out
+
+
 def observations(asset: str, versions: dict[str, str], previous: dict[str, str]) -> list[dg.AssetObservation]:
     return [dg.AssetObservation(asset_key=asset, partition=name, tags={DATA_VERSION_TAG: v},
                                 metadata={"data_version": v})
@@ -85,18 +106,27 @@ def teacher_registry(context: dg.SensorEvaluationContext, pipeline: PipelineConf
                            cursor=json.dumps(versions))
 
 
+@dg.sensor(name="settings_observer", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Selection and grading settings in pipeline.yaml; a changed setting gets a new data version.")
+def settings_observer(context: dg.SensorEvaluationContext, pipeline: PipelineConfigResource) -> dg.SensorResult:
+    versions = settings_versions(pipeline.load())
+    previous = json.loads(context.cursor or "{}")
+    events = [dg.AssetObservation(asset_key=name, tags={DATA_VERSION_TAG: v}, metadata={"data_version": v})
+              for name, v in sorted(versions.items()) if previous.get(name) != v]
+    return dg.SensorResult(asset_events=events, cursor=json.dumps(versions))
+
+
 def record_observations(instance: dg.DagsterInstance, cfg) -> int:
     """What the sensors do, for the CLI: register partitions and record changed data versions now."""
     from am_assets.partitions import sync_dynamic_partitions
 
     sync_dynamic_partitions(instance, cfg)
     n = 0
-    for asset, versions in (("source_files", source_versions(cfg)), ("teacher_config", teacher_versions(cfg))):
-        for name, v in versions.items():
-            latest = instance.get_latest_data_version_record(dg.AssetKey(asset), is_source=True, partition_key=name)
-            current = latest and extract_data_version_from_entry(latest.event_log_entry)
-            if current is None or current.value != v:
-                instance.report_runless_asset_event(
-                    dg.AssetObservation(asset_key=asset, partition=name, tags={DATA_VERSION_TAG: v}))
-                n += 1
+    for (asset, partition), v in observed_versions(cfg).items():
+        latest = instance.get_latest_data_version_record(dg.AssetKey(asset), is_source=True, partition_key=partition)
+        current = latest and extract_data_version_from_entry(latest.event_log_entry)
+        if current is None or current.value != v:
+            instance.report_runless_asset_event(
+                dg.AssetObservation(asset_key=asset, partition=partition, tags={DATA_VERSION_TAG: v}))
+            n += 1
     return n
