@@ -171,6 +171,11 @@ class SamplingConfig(Strict):
     seed: int = 0
 
 
+# fields that change how (or where) a teacher runs, not what it generates: outside the fingerprint
+_OPERATIONAL_FIELDS = {"name", "chunk_size", "concurrency", "max_retries", "timeout_s", "base_url", "api_key_env",
+                       "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "kv_cache_gib"}
+
+
 class _TeacherBase(Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     sampling: SamplingConfig = SamplingConfig()
@@ -178,8 +183,8 @@ class _TeacherBase(Strict):
     chunk_size: int = Field(default=64, gt=0)  # prompts per committed chunk (crash resume granularity)
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes what this teacher generates (not its name or batching)."""
-        spec = self.model_dump(mode="json", exclude={"name", "chunk_size", "concurrency", "max_retries"})
+        """Hash of everything that changes what this teacher generates (not its name, batching or transport)."""
+        spec = self.model_dump(mode="json", exclude=_OPERATIONAL_FIELDS)
         return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
@@ -190,6 +195,9 @@ class VllmTeacher(_TeacherBase):
     max_model_len: int = Field(default=2048, gt=0)
     tensor_parallel_size: int = Field(default=1, gt=0)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    # CUDA graphs / torch.compile: ~2 min of start-up on CPU for little gain on a 135M model
+    enforce_eager: bool = True
+    kv_cache_gib: float = Field(default=2, gt=0)  # VLLM_CPU_KVCACHE_SPACE when it is not set (CPU only)
 
 
 class OpenAIServerTeacher(_TeacherBase):
@@ -206,8 +214,9 @@ class ImportTeacher(_TeacherBase):
     kind: Literal["import"]
     path: Path
     layout: Literal["am_1.4m", "am_40m", "skyt1", "mapped"] = "mapped"
-    question_field: str = "question"
+    question_field: str = "question"  # dotted paths; used by the `mapped` layout
     response_field: str = "response"
+    model_name: str | None = None  # AM 40M: keep only rows whose `model_name` is this
     model: str = "imported"
 
 

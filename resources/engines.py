@@ -1,0 +1,300 @@
+"""Teacher engines: one `chat` call for offline vLLM, any OpenAI-compatible server, or imported responses.
+
+    engine = get_engine(teacher_cfg)                       # cached per process
+    outs = engine.chat(conversations, sampling)            # list[list[Completion]], one list per conversation
+
+A failure of one conversation (server errors after retries) is a Completion with `error` set and
+`finish_reason == "error"`, never an exception for the whole batch. API keys come only from the
+environment variable the config names and never appear in messages, logs or tables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from resources.config import ImportTeacher, OpenAIServerTeacher, SamplingConfig, VllmTeacher
+from resources.models import resolve_model
+
+_log = logging.getLogger(__name__)
+
+Conversation = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str | None  # "stop" | "length" | "error" | "imported" | engine-specific
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None  # wall time of the request (server) or of the batch share (offline)
+    error: str | None = None
+    model: str | None = None  # the producing model when the engine knows it (imports: model_name)
+
+
+class Engine(ABC):
+    kind: str
+    model: str
+
+    @abstractmethod
+    def chat(self, conversations: list[Conversation], sampling: SamplingConfig) -> list[list[Completion]]:
+        """`sampling.n` completions per conversation (imports: up to n), in input order."""
+
+
+# ---------------------------------------------------------------- vllm (offline, in process)
+
+_LLMS: dict[tuple, Any] = {}
+_LLM_LOCK = threading.Lock()
+
+
+def vllm_llm(path: str, *, dtype: str = "bfloat16", max_model_len: int = 2048, tensor_parallel_size: int = 1,
+             gpu_memory_utilization: float = 0.9, enforce_eager: bool = True, kv_cache_gib: float = 2, seed: int = 0):
+    """One `vllm.LLM` per model settings per process (loading costs seconds to minutes)."""
+    key = (str(path), dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization, enforce_eager, seed)
+    with _LLM_LOCK:
+        if key not in _LLMS:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))  # GiB; vLLM's CPU default is huge
+            from vllm import LLM
+            from vllm.platforms import current_platform
+
+            extra: dict[str, Any] = {}
+            if current_platform.is_cpu():
+                # vLLM-CPU crashes ("CPU Generator does not use offset") when a seeded request's prefill is
+                # chunked; whole prefills avoid it. The batch token budget must then hold a full prompt.
+                extra = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 8192)}
+            _log.info("loading vLLM model %s (%s, max_model_len=%d)", path, dtype, max_model_len)
+            _LLMS[key] = LLM(model=str(path), dtype=dtype, max_model_len=max_model_len,
+                             tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                             enforce_eager=enforce_eager, seed=seed, disable_log_stats=True, **extra)
+        return _LLMS[key]
+
+
+def vllm_sampling_params(sampling: SamplingConfig):
+    from vllm import SamplingParams
+
+    return SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                          max_tokens=sampling.max_tokens, seed=sampling.seed)
+
+
+class VllmEngine(Engine):
+    kind = "vllm"
+
+    def __init__(self, cfg: VllmTeacher):
+        self.cfg = cfg
+        self.path = resolve_model(cfg.model)
+        self.model = cfg.model
+
+    @property
+    def llm(self):
+        c = self.cfg
+        return vllm_llm(str(self.path), dtype=c.dtype, max_model_len=c.max_model_len,
+                        tensor_parallel_size=c.tensor_parallel_size, gpu_memory_utilization=c.gpu_memory_utilization,
+                        enforce_eager=c.enforce_eager, kv_cache_gib=c.kv_cache_gib)
+
+    def chat(self, conversations, sampling):
+        if not conversations:
+            return []
+        llm = self.llm
+        start = time.perf_counter()
+        outs = llm.chat(conversations, vllm_sampling_params(sampling), use_tqdm=False)
+        share = (time.perf_counter() - start) / len(conversations)  # batched: no per-request wall time
+        return [[Completion(text=c.text, finish_reason=c.finish_reason, prompt_tokens=len(o.prompt_token_ids or []),
+                            completion_tokens=len(c.token_ids), latency_s=share) for c in o.outputs] for o in outs]
+
+
+# ---------------------------------------------------------------- openai_server (any compatible endpoint)
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAIServerEngine(Engine):
+    """POST /chat/completions, one request per sample (seed + sample index, like vLLM's parallel
+    sampling), at most `concurrency` in flight, retries with exponential backoff + jitter."""
+
+    kind = "openai_server"
+
+    def __init__(self, cfg: OpenAIServerTeacher):
+        self.cfg = cfg
+        self.model = cfg.model
+        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+
+    def _api_key(self) -> str | None:
+        env = self.cfg.api_key_env
+        if not env:
+            return None
+        key = os.environ.get(env)
+        if not key:
+            raise RuntimeError(f"teacher {self.cfg.name}: environment variable {env} (api_key_env) is not set")
+        return key
+
+    def _redact(self, text: str, key: str | None) -> str:
+        return text.replace(key, "***") if key else text
+
+    def chat(self, conversations, sampling):
+        import httpx
+
+        key = self._api_key()
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        jobs = [(i, j) for i in range(len(conversations)) for j in range(sampling.n)]
+        results: dict[tuple[int, int], Completion] = {}
+        limits = httpx.Limits(max_connections=self.cfg.concurrency, max_keepalive_connections=self.cfg.concurrency)
+        with httpx.Client(timeout=self.cfg.timeout_s, limits=limits, headers=headers) as client:
+            def run(job):
+                i, j = job
+                results[job] = self._one(client, conversations[i], sampling, sampling.seed + j, key)
+
+            with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
+                list(pool.map(run, jobs))
+        return [[results[(i, j)] for j in range(sampling.n)] for i in range(len(conversations))]
+
+    def _one(self, client, conversation, sampling, seed, key) -> Completion:
+        import httpx
+
+        body = {"model": self.cfg.model, "messages": conversation, "n": 1, "temperature": sampling.temperature,
+                "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, "seed": seed}
+        start = time.perf_counter()
+        error = "no attempt made"
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                time.sleep(backoff_delay(attempt, retry_after))
+            retry_after = None
+            try:
+                resp = client.post(self.url, json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as e:
+                error = f"{type(e).__name__}: {e}"
+                continue
+            if resp.status_code == 200:
+                try:
+                    return self._parse(resp.json(), time.perf_counter() - start)
+                except (ValueError, KeyError, IndexError, TypeError) as e:
+                    return self._error(f"unreadable response from {self.url}: {e}", start, key)
+            error = f"HTTP {resp.status_code} from {self.url}: {resp.text[:300]}"
+            if resp.status_code not in RETRY_STATUS:
+                break
+            retry_after = _retry_after(resp.headers.get("retry-after"))
+        return self._error(f"{error} (after {attempt + 1} attempts)", start, key)
+
+    def _parse(self, data: dict, latency: float) -> Completion:
+        choice = data["choices"][0]
+        usage = data.get("usage") or {}
+        return Completion(text=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"),
+                          prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+                          latency_s=latency, model=data.get("model"))
+
+    def _error(self, message: str, start: float, key: str | None) -> Completion:
+        message = self._redact(message, key)
+        _log.warning("teacher %s: %s", self.cfg.name, message)
+        return Completion(text="", finish_reason="error", latency_s=time.perf_counter() - start, error=message)
+
+
+def backoff_delay(attempt: int, retry_after: float | None = None, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter; a server's Retry-After wins when it is longer."""
+    delay = random.uniform(0, min(cap, base * 2 ** attempt))
+    return max(delay, min(retry_after, cap)) if retry_after else delay
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- import (responses that already exist)
+
+
+def import_records(cfg: ImportTeacher) -> list[tuple[str, str, str | None]]:
+    """(question, response, model_name) from a file in one of the known layouts."""
+    from am_assets.ingest.adapters import _MISSING, get_path
+    from am_assets.ingest.readers import RowError, read_records
+
+    out = []
+    for line, rec in read_records(Path(cfg.path), max_row_bytes=64_000_000):  # long traces
+        if isinstance(rec, RowError):
+            _log.warning("%s row %s: unreadable, skipped: %s", cfg.path, line, rec)
+            continue
+        try:
+            item = _import_one(cfg, rec, get_path, _MISSING)
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            _log.warning("%s row %s: skipped: %s", cfg.path, line, e)
+            continue
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def _import_one(cfg, rec, get_path, missing):
+    if cfg.layout == "am_1.4m":
+        msgs = rec["messages"]
+        user = [m for m in msgs if m.get("role") == "user"][-1]
+        asst = [m for m in msgs if m.get("role") == "assistant"][-1]
+        info = asst.get("info") or {}
+        text = asst.get("content") or ""
+        if not text and (info.get("think_content") or info.get("answer_content")):
+            text = f"<think>\n{info.get('think_content') or ''}\n</think>\n<answer>\n{info.get('answer_content') or ''}\n</answer>"
+        return user["content"], text, info.get("model_name") or info.get("source")
+    if cfg.layout == "am_40m":
+        if cfg.model_name and rec.get("model_name") != cfg.model_name:
+            return None
+        return rec["question"], rec["answer"], rec.get("model_name")
+    qf, rf = ("question", "code.0") if cfg.layout == "skyt1" else (cfg.question_field, cfg.response_field)
+    q, r = get_path(rec, qf), get_path(rec, rf)
+    if q is missing or r is missing:
+        raise KeyError(f"field {qf if q is missing else rf} missing")
+    return str(q), str(r), None
+
+
+class ImportEngine(Engine):
+    """Looks up the last user message by normalized text; returns up to n recorded responses
+    (an empty list when the file has none for that question)."""
+
+    kind = "import"
+
+    def __init__(self, cfg: ImportTeacher):
+        from am_assets.schema import text_hash
+
+        self.cfg = cfg
+        self.model = cfg.model
+        self._hash = text_hash
+        self.index: dict[str, list[tuple[str, str | None]]] = {}
+        for question, response, model_name in import_records(cfg):
+            self.index.setdefault(text_hash(question), []).append((response, model_name))
+
+    def chat(self, conversations, sampling):
+        out = []
+        for conv in conversations:
+            user = next((m["content"] for m in reversed(conv) if m["role"] == "user"), "")
+            found = self.index.get(self._hash(user), [])[: sampling.n]
+            out.append([Completion(text=r, finish_reason="imported", model=m or self.cfg.model) for r, m in found])
+        return out
+
+
+# ---------------------------------------------------------------- registry
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _engine_key(cfg) -> str:
+    return json.dumps(cfg.model_dump(mode="json", exclude={"name", "sampling", "system_prompt", "chunk_size"}),
+                      sort_keys=True, default=str)
+
+
+def get_engine(cfg) -> Engine:
+    """The engine for a config teacher; cached per process (teachers that differ only in sampling or
+    prompt share one engine, so two temperatures of one model load it once)."""
+    key = _engine_key(cfg)
+    if key not in _ENGINES:
+        kinds = {"vllm": VllmEngine, "openai_server": OpenAIServerEngine, "import": ImportEngine}
+        _ENGINES[key] = kinds[cfg.kind](cfg)
+    return _ENGINES[key]
