@@ -50,7 +50,8 @@ class JudgeResource(dg.ConfigurableResource):
             spec = f"none:{e}"
         return "judge/" + hashlib.blake2b(spec.encode(), digest_size=6).hexdigest()
 
-    def complete(self, prompts: list[str]) -> list[str]:
+    def complete(self, prompts: list[str]) -> list:
+        """One engine Completion (or None) per prompt."""
         from resources.config import SamplingConfig
         from resources.engines import get_engine
 
@@ -59,7 +60,7 @@ class JudgeResource(dg.ConfigurableResource):
         sampling = SamplingConfig(n=1, temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, seed=0)
         convs = [[{"role": "user", "content": p}] for p in prompts]
         outs = engine.chat(convs, sampling)
-        return [o[0].text if o else "" for o in outs]
+        return [o[0] if o else None for o in outs]
 
     def _rate(self, prompts: list[str], parse) -> list:
         from am_assets.verify.base import Verdict
@@ -71,7 +72,13 @@ class JudgeResource(dg.ConfigurableResource):
         except Exception as e:  # noqa: BLE001 - the judge failed: no verdict
             err = Verdict(0.0, "verifier_error", {"error": f"judge: {type(e).__name__}: {e}"[:500]})
             return [err] * len(prompts)
-        return [parse(r) for r in replies]
+        out = []
+        for c in replies:
+            if c is None or c.finish_reason == "error":
+                out.append(Verdict(0.0, "verifier_error", {"error": f"judge: {getattr(c, 'error', None) or 'no reply'}"}))
+            else:
+                out.append(parse(c.text))
+        return out
 
     def rate_science(self, items: list[tuple[str, str, str]]) -> list:
         """[(question, reference, answer)] -> 0-5 Verdicts."""
@@ -92,4 +99,4 @@ class JudgeResource(dg.ConfigurableResource):
             replies = self.complete([j.math_prompt(q, r, a) for q, r, a in items])
         except Exception:  # noqa: BLE001 - a failed second opinion keeps Math-Verify's verdict
             return [None] * len(items)
-        return [j.parse_math(r) for r in replies]
+        return [None if c is None or c.finish_reason == "error" else j.parse_math(c.text) for c in replies]
