@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from resources.config import ImportTeacher, OpenAIServerTeacher, SamplingConfig, VllmTeacher
 from resources.models import resolve_model
@@ -48,6 +48,14 @@ class Engine(ABC):
     @abstractmethod
     def chat(self, conversations: list[Conversation], sampling: SamplingConfig) -> list[list[Completion]]:
         """`sampling.n` completions per conversation (imports: up to n), in input order."""
+
+    def chat_stream(self, conversations: list[Conversation], sampling: SamplingConfig, chunk_size: int,
+                    flush_s: float = 60.0) -> Iterator[list[tuple[int, list[Completion]]]]:
+        """Groups of (conversation index, completions) as they finish: at least every `chunk_size`
+        conversations (or `flush_s` seconds), in any order; callers commit each group."""
+        for start in range(0, len(conversations), chunk_size):
+            outs = self.chat(conversations[start:start + chunk_size], sampling)
+            yield list(enumerate(outs, start))
 
 
 # ---------------------------------------------------------------- vllm (offline, in process)
@@ -107,8 +115,40 @@ class VllmEngine(Engine):
         start = time.perf_counter()
         outs = llm.chat(conversations, vllm_sampling_params(sampling), use_tqdm=False)
         share = (time.perf_counter() - start) / len(conversations)  # batched: no per-request wall time
-        return [[Completion(text=c.text, finish_reason=c.finish_reason, prompt_tokens=len(o.prompt_token_ids or []),
-                            completion_tokens=len(c.token_ids), latency_s=share) for c in o.outputs] for o in outs]
+        return [_vllm_completions(o, share) for o in outs]
+
+    def chat_stream(self, conversations, sampling, chunk_size, flush_s=60.0):
+        """All conversations queued at once and the engine stepped here, so the batch stays full while
+        finished groups are handed out for commit (one `chat` per chunk would drain it each time)."""
+        if not conversations:
+            return
+        llm = self.llm
+        engine = llm.llm_engine
+        if engine.has_unfinished_requests():  # a previous caller was interrupted mid-stream
+            raise RuntimeError(f"vLLM engine for {self.path} still has unfinished requests")
+        start = time.perf_counter()
+        ids = llm.enqueue_chat(conversations, vllm_sampling_params(sampling), use_tqdm=False)
+        index = {rid: i for i, rid in enumerate(ids)}
+        group: list[tuple[int, list[Completion]]] = []
+        last = time.perf_counter()
+        try:
+            while engine.has_unfinished_requests():
+                for out in engine.step():
+                    if out.finished:
+                        group.append((index[out.request_id], _vllm_completions(out, time.perf_counter() - start)))
+                if group and (len(group) >= chunk_size or time.perf_counter() - last >= flush_s):
+                    yield group
+                    group, last = [], time.perf_counter()
+            if group:
+                yield group
+        finally:
+            if engine.has_unfinished_requests():  # the consumer stopped early: do not leak work into the next call
+                engine.abort_request(list(ids))
+
+
+def _vllm_completions(out, latency: float) -> list[Completion]:
+    return [Completion(text=c.text, finish_reason=c.finish_reason, prompt_tokens=len(out.prompt_token_ids or []),
+                       completion_tokens=len(c.token_ids), latency_s=latency) for c in out.outputs]
 
 
 # ---------------------------------------------------------------- openai_server (any compatible endpoint)

@@ -1,0 +1,108 @@
+"""Fill one teacher_responses partition: keep the rows still wanted, generate the missing keys in
+committed chunks, then compact. No dagster import: the asset, the benchmark and a killed-and-rerun
+subprocess all call `fill_partition`.
+
+Resume: every finished group of prompts is a Delta append (atomic), so a SIGKILL loses at most the
+group in flight; the rerun diffs the partition against the wanted keys and generates only the rest.
+Rows are deduplicated by response_id on read and the partition is rewritten once at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import polars as pl
+
+from am_assets.distill.logic import (RESPONSE_SCHEMA, build_conversation, completion_rows, dedupe,
+                                     plan_partition, queries_to_generate, rows_frame, sampling_json, wanted_keys)
+from resources.engines import get_engine
+from resources.lake import LakeResource
+
+TABLE = "teacher_responses"
+
+
+@dataclass
+class FillResult:
+    rows: pl.DataFrame  # the partition's final content
+    version: int | None  # Delta version after the last write (None: nothing written, table absent)
+    kept: int
+    generated: int
+    removed: int
+    prompts: int  # prompts sent to the engine
+    completion_tokens: int
+    seconds: float
+
+
+class Progress:
+    """'prompts done / total, tokens/s' to a log function, at most every `every_s` seconds."""
+
+    def __init__(self, log: Callable[[str], None], label: str, total: int, every_s: float = 10.0):
+        self.log, self.label, self.total, self.every_s = log, label, total, every_s
+        self.done = self.tokens = 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, prompts: int, tokens: int, force: bool = False) -> None:
+        self.done += prompts
+        self.tokens += tokens
+        now = time.perf_counter()
+        if force or now - self.last >= self.every_s:
+            self.last = now
+            rate = self.tokens / max(now - self.start, 1e-9)
+            self.log(f"{self.label}: {self.done}/{self.total} prompts, {self.tokens} tokens, {rate:.1f} tok/s")
+
+
+def read_partition(lake: LakeResource, partition: dict[str, str]) -> pl.DataFrame:
+    if not lake.exists(TABLE):
+        return rows_frame([])
+    df = lake.scan(TABLE, partition).collect()
+    return df.select([c for c in df.columns if c not in partition])
+
+
+def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFrame, *,
+                   log: Callable[[str], None] = print, context=None, progress_every_s: float = 10.0) -> FillResult:
+    """Make partition (teacher, shard) hold exactly n samples of `queries` (query_id, question, category)."""
+    t0 = time.perf_counter()
+    partition = {"teacher": teacher.name, "shard": shard}
+    fp = teacher.fingerprint()
+    existing = read_partition(lake, partition)
+    plan = plan_partition(existing, wanted_keys(queries, fp, teacher.sampling.n))
+    version = lake.version(TABLE)
+    if plan.removed:  # drop stale keys, errors (retried below) and duplicates before appending
+        version = lake.write_partition(TABLE, plan.keep, partition, context=context)
+        log(f"{teacher.name}/{shard}: removed {plan.removed} rows (query left the shard, old fingerprint, "
+            f"duplicate or error)")
+    todo = queries_to_generate(plan.missing, queries)
+    log(f"{teacher.name}/{shard}: {plan.keep.height} rows kept, {plan.missing.height} to generate "
+        f"for {todo.height} prompts (fingerprint {fp})")
+    generated = tokens = 0
+    if todo.height:
+        engine = get_engine(teacher)
+        samp = sampling_json(teacher)
+        todo_rows = todo.to_dicts()
+        convs = [build_conversation(teacher.system_prompt, q["question"]) for q in todo_rows]
+        progress = Progress(log, f"{teacher.name}/{shard}", len(convs), progress_every_s)
+        for group in engine.chat_stream(convs, teacher.sampling, teacher.chunk_size):
+            rows = []
+            for i, completions in group:
+                q = todo_rows[i]
+                rows += completion_rows(q, completions, q["sample_idxs"], fingerprint=fp, model=engine.model,
+                                        engine=engine.kind, sampling_json=samp)
+            chunk = rows_frame(rows)
+            if chunk.height:
+                version = lake.write_partition(TABLE, chunk, partition, context=context, mode="append")
+            generated += chunk.height
+            chunk_tokens = int(chunk["completion_tokens"].fill_null(0).sum())
+            tokens += chunk_tokens
+            progress.update(len(group), chunk_tokens)
+        progress.update(0, 0, force=True)
+    final = dedupe(read_partition(lake, partition)) if (generated or plan.removed) else plan.keep
+    final = final.select(list(RESPONSE_SCHEMA)).sort("query_id", "sample_idx")
+    if generated or version is None:  # compact the appended chunks into one rewrite (or create the partition)
+        version = lake.write_partition(TABLE, final, partition, context=context)
+    errors = int((final["status"] != "ok").sum()) if final.height else 0
+    if errors:
+        log(f"{teacher.name}/{shard}: {errors} responses failed (status 'error'); a rerun retries them")
+    return FillResult(final, version, plan.keep.height, generated, plan.removed, todo.height, tokens,
+                      time.perf_counter() - t0)

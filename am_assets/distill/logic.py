@@ -1,0 +1,215 @@
+"""Pure distillation logic: prompts, response parsing, row keys, and what a partition still needs.
+
+No dagster here; frames in, frames out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import polars as pl
+
+RESPONSE_SCHEMA: dict[str, pl.DataType] = {
+    "response_id": pl.String,  # hash of (query_id, fingerprint, sample_idx): the row's cache key
+    "query_id": pl.String,
+    "sample_idx": pl.Int64,
+    "fingerprint": pl.String,  # the teacher's: model + sampling + prompt
+    "category": pl.String,
+    "model": pl.String,
+    "engine": pl.String,  # vllm | openai_server | import
+    "sampling": pl.String,  # JSON of the sampling settings
+    "response": pl.String,
+    "think": pl.String,
+    "answer": pl.String,
+    "format": pl.String,  # tagged | r1 | skyt1 | untagged
+    "finish_reason": pl.String,
+    "truncated": pl.Boolean,
+    "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+    "latency_s": pl.Float64,
+    "status": pl.String,  # ok | error
+    "error": pl.String,
+}
+
+
+def response_id(query_id: str, fingerprint: str, sample_idx: int) -> str:
+    return "r" + hashlib.blake2b(f"{query_id}|{fingerprint}|{sample_idx}".encode(), digest_size=12).hexdigest()
+
+
+def build_conversation(system_prompt: str, question: str) -> list[dict[str, str]]:
+    conv = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return conv + [{"role": "user", "content": question}]
+
+
+# ---------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Parsed:
+    think: str | None
+    answer: str | None
+    format: str  # tagged | r1 | skyt1 | untagged
+    closed: bool  # False when an opened section never closes (the text was cut off)
+
+
+def _between(text: str, open_tag: str, close_tag: str) -> tuple[str | None, bool, int]:
+    """(content, closed, end index) of the first open_tag..close_tag; content runs to the end if unclosed."""
+    i = text.find(open_tag)
+    if i < 0:
+        return None, True, -1
+    start = i + len(open_tag)
+    j = text.find(close_tag, start)
+    if j < 0:
+        return text[start:].strip(), False, len(text)
+    return text[start:j].strip(), True, j + len(close_tag)
+
+
+_THINK = ("<think>", "</think>")
+_ANSWER = ("<answer>", "</answer>")
+_THOUGHT = ("<|begin_of_thought|>", "<|end_of_thought|>")
+_SOLUTION = ("<|begin_of_solution|>", "<|end_of_solution|>")
+
+
+def _two_part(text: str, think_tags, answer_tags, fmt: str) -> Parsed:
+    """Thinking in think_tags, answer in answer_tags or (R1 style) the text after the thinking."""
+    open_t, close_t = think_tags
+    if open_t in text:
+        think, think_closed, end = _between(text, open_t, close_t)
+    else:  # templates that put the opening tag in the prompt: only the closing tag is generated
+        j = text.find(close_t)
+        think, think_closed, end = text[:j].strip(), True, j + len(close_t)
+    if not think_closed:
+        return Parsed(think or None, None, fmt, False)
+    rest = text[end:]
+    if answer_tags[0] in rest:
+        answer, answer_closed, _ = _between(rest, *answer_tags)
+        return Parsed(think or None, answer or None, "tagged" if fmt == "r1" else fmt, answer_closed)
+    return Parsed(think or None, rest.strip() or None, fmt, True)
+
+
+def parse_response(text: str) -> Parsed:
+    """Split a response into thinking and answer.
+
+    `<think>..</think><answer>..</answer>`, R1 style `<think>..</think> answer`, Sky-T1
+    `<|begin_of_thought|>..<|end_of_thought|><|begin_of_solution|>..<|end_of_solution|>`; a response
+    with no tags at all is all answer. `closed` is False when an opened section never closes.
+    """
+    text = text or ""
+    if _THOUGHT[0] in text or _THOUGHT[1] in text:
+        return _two_part(text, _THOUGHT, _SOLUTION, "skyt1")
+    if _THINK[0] in text or _THINK[1] in text:
+        return _two_part(text, _THINK, _ANSWER, "r1")
+    if _ANSWER[0] in text:
+        answer, closed, _ = _between(text, *_ANSWER)
+        return Parsed(None, answer or None, "tagged", closed)
+    if _SOLUTION[0] in text:
+        answer, closed, _ = _between(text, *_SOLUTION)
+        return Parsed(None, answer or None, "skyt1", closed)
+    return Parsed(None, text.strip() or None, "untagged", True)
+
+
+def is_truncated(finish_reason: str | None, parsed: Parsed) -> bool:
+    return finish_reason == "length" or not parsed.closed
+
+
+# ---------------------------------------------------------------- keys and diffs
+
+
+def eligible_queries(unique: pl.DataFrame) -> pl.DataFrame:
+    """The queries a teacher answers: cluster representatives not found in any benchmark."""
+    if unique.is_empty():
+        return pl.DataFrame(schema={"query_id": pl.String, "question": pl.String, "category": pl.String})
+    return (unique.filter(pl.col("representative") & pl.col("contaminated_by").is_null())
+            .select("query_id", "question", "category").unique("query_id", keep="first").sort("query_id"))
+
+
+def wanted_keys(queries: pl.DataFrame, fingerprint: str, n: int) -> pl.DataFrame:
+    """One row per (query, sample_idx) the partition must hold, with its response_id."""
+    rows = [(q, i, response_id(q, fingerprint, i)) for q in queries["query_id"].to_list() for i in range(n)]
+    return pl.DataFrame(rows, schema={"query_id": pl.String, "sample_idx": pl.Int64, "response_id": pl.String},
+                        orient="row")
+
+
+def dedupe(existing: pl.DataFrame) -> pl.DataFrame:
+    """One row per response_id; an ok row wins over an error row (a crash between an append and the
+    next chunk, or two runs at once, can leave a key twice)."""
+    if existing.is_empty():
+        return existing
+    return (existing.with_columns((pl.col("status") != "ok").alias("_bad"))
+            .sort("_bad", maintain_order=True).unique("response_id", keep="first", maintain_order=True).drop("_bad"))
+
+
+@dataclass(frozen=True)
+class Plan:
+    keep: pl.DataFrame  # existing ok rows still wanted, one per key
+    missing: pl.DataFrame  # wanted keys with no ok row: query_id, sample_idx, response_id
+    removed: int  # existing rows dropped: query left the shard, old fingerprint, duplicate or error
+
+
+def plan_partition(existing: pl.DataFrame, wanted: pl.DataFrame) -> Plan:
+    """Diff what the partition holds against what it should hold."""
+    if existing.is_empty():
+        return Plan(empty_responses(), wanted, 0)
+    ok = dedupe(existing).filter(pl.col("status") == "ok")
+    keep = ok.join(wanted.select("response_id"), on="response_id", how="semi")
+    missing = wanted.join(keep.select("response_id"), on="response_id", how="anti")
+    return Plan(keep, missing, existing.height - keep.height)
+
+
+def queries_to_generate(missing: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
+    """Queries with at least one missing sample, with the sample indices they lack (list column)."""
+    need = missing.group_by("query_id").agg(pl.col("sample_idx").sort().alias("sample_idxs"))
+    return queries.join(need, on="query_id", how="inner").sort("query_id")
+
+
+def empty_responses() -> pl.DataFrame:
+    return pl.DataFrame(schema=RESPONSE_SCHEMA)
+
+
+def completion_rows(query: dict, completions: list, wanted_idxs: list[int], *, fingerprint: str, model: str,
+                    engine: str, sampling_json: str) -> list[dict]:
+    """Rows for the wanted sample indices of one query from its engine completions (index = sample_idx).
+
+    Completions beyond what the engine returned (an import with fewer than n responses) give no row.
+    """
+    rows = []
+    for idx in wanted_idxs:
+        if idx >= len(completions):
+            continue
+        c = completions[idx]
+        failed = c.error is not None
+        parsed = parse_response("" if failed else c.text)
+        rows.append({
+            "response_id": response_id(query["query_id"], fingerprint, idx),
+            "query_id": query["query_id"], "sample_idx": idx, "fingerprint": fingerprint,
+            "category": query.get("category"), "model": c.model or model, "engine": engine,
+            "sampling": sampling_json, "response": None if failed else c.text,
+            "think": parsed.think if not failed else None, "answer": parsed.answer if not failed else None,
+            "format": None if failed else parsed.format, "finish_reason": c.finish_reason,
+            "truncated": False if failed else is_truncated(c.finish_reason, parsed),
+            "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "latency_s": c.latency_s,
+            "status": "error" if failed else "ok", "error": c.error,
+        })
+    return rows
+
+
+def rows_frame(rows: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=RESPONSE_SCHEMA) if rows else empty_responses()
+
+
+def sampling_json(teacher) -> str:
+    return json.dumps(teacher.sampling.model_dump(mode="json"), sort_keys=True)
+
+
+
+
+def summary(df: pl.DataFrame) -> dict:
+    """Counts for asset metadata."""
+    if df.is_empty():
+        return {"rows": 0}
+    return {"rows": df.height, "queries": df["query_id"].n_unique(),
+            "errors": int((df["status"] != "ok").sum()), "truncated": int(df["truncated"].sum()),
+            "completion_tokens": int(df["completion_tokens"].fill_null(0).sum()),
+            "formats": dict(df.group_by("format").len().iter_rows())}
