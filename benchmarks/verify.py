@@ -1,0 +1,97 @@
+"""Verification throughput on real data.
+
+    .venv/bin/python -m benchmarks.verify [--workers 2]
+
+- math answers/s: the Math-Verify pool (warm) over a mix of real answers: Sky-T1 MATH-500 answer parts,
+  MATH-500 references as boxed answers (right and perturbed), GSM8K references (right and wrong).
+  A second line keeps only the items that go through Math-Verify's LaTeX parser and sympy (plain
+  numbers and string-identical answers take a fast path).
+- code test programs/s per sandbox: HumanEval canonical solutions and their `return None` twins,
+  one test program each (Docker: container start-up included, one container per batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import time
+from pathlib import Path
+
+from benchmarks._util import figure
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def math_items() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    from am_assets.ingest.adapters import extract_answer
+    from am_assets.verify.base import answer_part
+    from am_assets.verify.math_worker import fast_check, last_boxed
+
+    latex = []
+    for line in (DATA / "math/math500_test.jsonl").read_text().splitlines():
+        ref = json.loads(line)["answer"]
+        latex += [(ref, f"Therefore the answer is \\boxed{{{ref}}}."), (ref, f"So we get \\boxed{{{ref}+1}}.")]
+    mix = list(latex)
+    with gzip.open(DATA / "reasoning_traces/skyt1_27b_math500.jsonl.gz", "rt") as fh:
+        for line in fh:
+            r = json.loads(line)
+            code = r["code"] if isinstance(r["code"], list) else json.loads(r["code"])
+            mix.append((r["gt"], answer_part(None, code[0])))
+    for line in (DATA / "gsm8k/test.jsonl").read_text().splitlines():
+        ref = extract_answer(json.loads(line)["answer"], "gsm8k", "answer")
+        mix += [(ref, f"The total is \\boxed{{{ref}}}"), (ref, f"The total is \\boxed{{{ref}0}}")]
+    slow = [(g, p) for g, p in mix if p and fast_check(g, last_boxed(p)) is None]
+    return mix, slow
+
+
+def bench_math(workers: int) -> None:
+    from am_assets.verify.math_pool import MathPool
+
+    mix, latex = math_items()
+    pool = MathPool(workers=workers, timeout_s=5.0)
+    try:
+        pool.verify(mix[:50])  # start the workers
+        for name, items in (("math answers/s", mix), ("math answers/s (Math-Verify parser path only)", latex)):
+            t0 = time.perf_counter()
+            pool.verify(items)
+            figure(f"{name} [{len(items)} answers, {workers} workers]", len(items) / (time.perf_counter() - t0),
+                   target=">= 500" if name == "math answers/s" else "")
+    finally:
+        pool.close()
+
+
+def bench_code() -> None:
+    from am_assets.ingest.adapters import humaneval_rows
+    from am_assets.verify.code_tests import verify_code
+    from resources.sandbox import DockerSandbox, Limits, LocalSandbox, docker_available
+
+    rows = []
+    for r in humaneval_rows():
+        meta = json.loads(r["metadata"])
+        for body in (meta["canonical_solution"], "    return None\n"):
+            rows.append({"answer": f"```python\n{meta['prompt']}{body}```", "test_cases": r["test_cases"]})
+    sandboxes = [("local", LocalSandbox(Limits()))]
+    ok, why = docker_available("am-distill-sandbox:bookworm")
+    if ok:
+        sandboxes.append(("docker", DockerSandbox(Limits(), "am-distill-sandbox:bookworm")))
+    else:
+        print(f"code test programs/s (docker): skipped: {why}", flush=True)
+    for name, sb in sandboxes:
+        t0 = time.perf_counter()
+        verdicts = verify_code(rows, sb, max_tests=10, timeout_s=5.0)
+        rate = len(rows) / (time.perf_counter() - t0)
+        assert sum(v.score for v in verdicts) == len(rows) / 2, "HumanEval results changed"
+        figure(f"code test programs/s ({name}) [{len(rows)} programs]", rate, target=">= 10" if name == "docker" else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    bench_math(args.workers)
+    bench_code()
+
+
+if __name__ == "__main__":
+    main()
