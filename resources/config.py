@@ -125,7 +125,7 @@ class DedupConfig(Strict):
 
 class DecontaminationConfig(Strict):
     ngram: int = Field(default=13, gt=1)
-    ngram_min_share: float = Field(default=0.0, ge=0, le=1)  # share of a query's n-grams; 0 = any shared n-gram
+    ngram_min_share: float = Field(default=0.5, ge=0, le=1)  # share of a query's n-grams found in one item
     cosine_threshold: float = Field(default=0.9, gt=0, le=1)
     max_evidence: int = Field(default=10, gt=0)  # evidence entries kept per row (strongest first)
 
@@ -242,6 +242,9 @@ class VerificationConfig(Strict):
     judge_teacher: str | None = None  # a teacher name used as judge; default: the first vllm teacher
     repeat_ngram: int = Field(default=20, gt=0)
     repeat_max_count: int = Field(default=20, gt=0)
+    # perplexity of query + answer under this model ("smollm2-135m" or a local HF folder); None = not computed
+    perplexity_model: str | None = None
+    perplexity_max_tokens: int = Field(default=1024, gt=0)
 
 
 class DifficultyConfig(Strict):
