@@ -114,3 +114,26 @@ def test_repetitive_flags_count_across_the_partition():
 def test_verdict_rejects_unknown_status():
     with pytest.raises(ValueError):
         Verdict(1.0, "great")
+
+
+def test_perplexity_under_the_default_model_and_its_cache():
+    import polars as pl
+
+    from am_assets.verify.logic import verify_partition
+    from am_assets.verify.quality import perplexities
+    from resources.config import VerificationConfig
+
+    fluent, scrambled = perplexities(["The cat sat on the mat and looked out of the window.",
+                                      "window the of out looked and mat the on sat cat The."], "smollm2-135m")
+    assert 1 < fluent < scrambled
+
+    vcfg = VerificationConfig(perplexity_model="smollm2-135m", math_workers=1)
+    queries = pl.DataFrame([{"query_id": "q", "category": "math", "question": "What is 2+2?", "reference_answer": "4"}])
+    responses = pl.DataFrame([{"response_id": "r", "query_id": "q", "response": "<answer>\\boxed{4}</answer>",
+                               "think": None, "answer": "\\boxed{4}", "status": "ok", "truncated": False}])
+    first, _ = verify_partition(responses, queries, pl.DataFrame(), vcfg, sandbox_factory=None)
+    assert first["perplexity"][0] > 1 and first["perplexity_model"][0] == "smollm2-135m"
+    assert first["passed"][0] and not first["has_think"][0]
+    logs = []
+    again, stats = verify_partition(responses, queries, first, vcfg, sandbox_factory=None, log=logs.append)
+    assert again["perplexity"][0] == first["perplexity"][0] and stats["reused"] == 1 and logs == []

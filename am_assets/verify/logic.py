@@ -23,13 +23,13 @@ import polars as pl
 from am_assets.verify import code_tests, ifeval, rgym
 from am_assets.verify.base import Verdict, answer_part, no_reference
 from am_assets.verify.math_pool import get_pool
-from am_assets.verify.quality import has_text, repetitive_flags
+from am_assets.verify.quality import has_text, perplexities, repetitive_flags
 
 OUTCOME_SCHEMA: dict[str, pl.DataType] = {
     "response_id": pl.String, "query_id": pl.String, "category": pl.String, "verify_score": pl.Float64,
     "passed": pl.Boolean, "verifier": pl.String, "verifier_version": pl.String, "status": pl.String,
     "details": pl.String, "has_think": pl.Boolean, "has_answer": pl.Boolean, "truncated": pl.Boolean,
-    "repetitive": pl.Boolean, "perplexity": pl.Float64,
+    "repetitive": pl.Boolean, "perplexity": pl.Float64, "perplexity_model": pl.String,
 }
 _QUERY_COLS = ["query_id", "category", "question", "reference_answer", "test_cases", "instruction_constraints",
                "metadata"]
@@ -165,8 +165,9 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
             verdicts[i] = (key, v)
     texts = [r.get("response") or "" for r in rows]
     repetitive, n_frequent = repetitive_flags(texts, vcfg.repeat_ngram, vcfg.repeat_max_count)
+    ppl = _perplexities(rows, keyed, vcfg, log)
     out = []
-    for r, (key, v), rep in zip(rows, verdicts, repetitive):
+    for r, (key, v), rep, p in zip(rows, verdicts, repetitive, ppl):
         threshold = vcfg.thresholds.get(r.get("category"), float("inf"))
         truncated = bool(r.get("truncated")) or r.get("finish_reason") == "length"
         out.append({
@@ -174,11 +175,28 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
             "verify_score": float(v.score), "passed": v.status == "ok" and v.score > threshold,
             "verifier": versions[key][0], "verifier_version": versions[key][1], "status": v.status,
             "details": json.dumps(v.details, default=str), "has_think": has_text(r.get("think")),
-            "has_answer": has_text(r["_answer"]), "truncated": truncated, "repetitive": rep, "perplexity": None,
+            "has_answer": has_text(r["_answer"]), "truncated": truncated, "repetitive": rep, "perplexity": p,
+            "perplexity_model": vcfg.perplexity_model if p is not None else None,
         })
     df = pl.DataFrame(out, schema=OUTCOME_SCHEMA)
     stats = {"verified": sum(len(v) for v in groups.values()), "reused": reused, "frequent_ngrams": n_frequent}
     return df, stats
+
+
+def _perplexities(rows: list[dict], cached: dict, vcfg, log) -> list[float | None]:
+    """Perplexity of query + answer under `verification.perplexity_model`, reusing cached values."""
+    if not vcfg.perplexity_model:
+        return [None] * len(rows)
+    prev = {rid: c.get("perplexity") for (rid, _), c in cached.items()
+            if c.get("perplexity_model") == vcfg.perplexity_model and c.get("perplexity") is not None}
+    out = [prev.get(r["response_id"]) for r in rows]
+    todo = [i for i, r in enumerate(rows) if out[i] is None and r.get("status") in (None, "ok") and r["_answer"]]
+    if todo:
+        log(f"perplexity: {len(todo)} responses under {vcfg.perplexity_model}")
+        texts = [f"{rows[i].get('question') or ''}\n{rows[i]['_answer']}" for i in todo]
+        for i, p in zip(todo, perplexities(texts, vcfg.perplexity_model, vcfg.perplexity_max_tokens)):
+            out[i] = p
+    return out
 
 
 def summary(df: pl.DataFrame) -> dict:

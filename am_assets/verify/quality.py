@@ -28,3 +28,39 @@ def repetitive_flags(texts: list[str], n: int = 20, max_count: int = 20) -> tupl
 
 def has_text(value: str | None) -> bool:
     return bool(value and value.strip())
+
+
+_PPL_MODELS: dict[str, tuple] = {}
+
+
+def _ppl_model(name: str):
+    """(tokenizer, model) loaded once per process."""
+    if name not in _PPL_MODELS:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from resources.models import resolve_model
+
+        path = resolve_model(name)
+        model = AutoModelForCausalLM.from_pretrained(str(path))
+        model.eval()
+        _PPL_MODELS[name] = (AutoTokenizer.from_pretrained(str(path)), model)
+    return _PPL_MODELS[name]
+
+
+def perplexities(texts: list[str], model_name: str, max_tokens: int = 1024) -> list[float | None]:
+    """Perplexity of each text (the papers: query + answer) under a causal LM; None for empty text."""
+    import math
+
+    import torch
+
+    tok, model = _ppl_model(model_name)
+    out: list[float | None] = []
+    with torch.no_grad():
+        for text in texts:
+            ids = tok(text, return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"]
+            if ids.shape[1] < 2:
+                out.append(None)
+                continue
+            loss = model(input_ids=ids, labels=ids).loss
+            out.append(float(math.exp(loss.item())))
+    return out
