@@ -66,5 +66,26 @@ def test_removed_teacher_is_kept_and_warned(project, instance, caplog):
 def test_record_observations_is_idempotent(project, instance):
     project.write({"teachers": [{"name": "t1", "kind": "vllm"}], "sources": [{"name": "he", "kind": "humaneval"}]})
     cfg = project.cfg()
-    assert record_observations(instance, cfg) == 2
+    assert record_observations(instance, cfg) == 4  # source, teacher, two settings
     assert record_observations(instance, cfg) == 0
+
+
+def test_every_observable_source_is_observed_with_its_own_version(project, instance):
+    """The sensors' versions equal what each observable asset's observe function returns."""
+    from dagster._core.definitions.observe import observe  # not exported in 1.13
+
+    from am_assets.partitions import sync_dynamic_partitions
+    from sensors.registry import observed_versions
+
+    project.write({"teachers": [{"name": "t1", "kind": "vllm"}], "sources": [{"name": "he", "kind": "humaneval"}]})
+    defs, cfg = project.defs(), project.cfg()
+    sync_dynamic_partitions(instance, cfg)
+    expected = observed_versions(cfg)
+    observables = [a for a in defs.assets if isinstance(a, dg.SourceAsset) and a.is_observable]
+    assert {a.key.to_user_string() for a in observables} == {k for k, _ in expected}
+    for asset in observables:
+        observe([asset], instance=instance, resources=defs.resources)
+        for (name, partition), version in expected.items():
+            if name == asset.key.to_user_string():
+                rec = instance.get_latest_data_version_record(asset.key, is_source=True, partition_key=partition)
+                assert rec.asset_observation.tags["dagster/data_version"] == version, (name, partition)
