@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import random
+import re
 import zlib
 
 import polars as pl
@@ -117,10 +118,8 @@ def _csv_records(path):
 def _in_range(item_id: str, rng: tuple[int, int] | None) -> bool:
     if rng is None:
         return True
-    try:
-        return rng[0] <= int(item_id) <= rng[1]
-    except ValueError:
-        return False
+    number = re.search(r"(\d+)$", item_id)  # "11", "HumanEval/11"
+    return number is not None and rng[0] <= int(number.group(1)) <= rng[1]
 
 
 def load_benchmark(b: BenchmarkConfig, cleaning: CleaningConfig | None = None) -> tuple[pl.DataFrame, list[str]]:
@@ -129,7 +128,7 @@ def load_benchmark(b: BenchmarkConfig, cleaning: CleaningConfig | None = None) -
     errors: list[str] = []
     rows: list[dict] = []
     if b.kind == "humaneval":
-        rows = list(humaneval_rows(b.limit))
+        rows = list(humaneval_rows())  # `limit` applies after `id_range`, below
     elif b.kind == "reasoning_gym":
         rows = list(reasoning_gym_rows(b.datasets, b.count, b.seed, b.category))
     elif b.layout in ("mapped", "am_1.4m", "am_40m"):
