@@ -15,6 +15,7 @@ import os
 import selectors
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class MathPool:
         self.timeout_s = timeout_s
         self.workers: list[_Worker] = []
         self.restarts = 0
+        self._lock = threading.Lock()  # one batch at a time per pool (callers may be threads)
 
     def close(self) -> None:
         for w in self.workers:
@@ -87,6 +89,10 @@ class MathPool:
 
     def verify(self, items: list[tuple[str, str]]) -> list[dict]:
         """[(reference, answer text)] -> [{"score", "status", "details"}] in the same order."""
+        with self._lock:
+            return self._verify(items)
+
+    def _verify(self, items: list[tuple[str, str]]) -> list[dict]:
         results: list[dict | None] = [None] * len(items)
         queue = collections.deque(range(len(items)))
         payloads = {}
