@@ -128,7 +128,11 @@ class VllmEngine(Engine):
             raise RuntimeError(f"vLLM engine for {self.path} still has unfinished requests")
         start = time.perf_counter()
         ids = llm.enqueue_chat(conversations, vllm_sampling_params(sampling), use_tqdm=False)
-        index = {rid: i for i, rid in enumerate(ids)}
+        # vLLM returns internal ids ("13-1a2b3c4d": external id + random suffix) but its outputs carry
+        # the external id ("13"): index both
+        index = {}
+        for i, rid in enumerate(ids):
+            index[rid] = index[rid.rsplit("-", 1)[0]] = i
         group: list[tuple[int, list[Completion]]] = []
         last = time.perf_counter()
         try:
@@ -143,7 +147,7 @@ class VllmEngine(Engine):
                 yield group
         finally:
             if engine.has_unfinished_requests():  # the consumer stopped early: do not leak work into the next call
-                engine.abort_request(list(ids))
+                engine.abort_request(list(ids), internal=True)
 
 
 def _vllm_completions(out, latency: float) -> list[Completion]:
