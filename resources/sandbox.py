@@ -174,9 +174,13 @@ class LocalSandbox(_RunnerSandbox):
         batch.update(workdir=work, python=self.python, uid_base=self.uid_base)
         batch["limits"]["namespaces"] = self.namespaces
         (batch_dir / "batch.json").write_text(json.dumps(batch))
+        # a bound on the runner itself (each program already has its own timeout)
+        budget = 60 + sum((p["timeout_s"] or self.limits.timeout_s) + 1 for p in batch["programs"])
         try:
             proc = subprocess.run([sys.executable, str(batch_dir / "runner.py"), str(batch_dir / "batch.json")],
-                                  capture_output=True, text=True, start_new_session=True)
+                                  capture_output=True, text=True, start_new_session=True, timeout=budget)
+        except subprocess.TimeoutExpired as e:
+            return [], None, f"sandbox runner exceeded {budget:.0f}s: {e}"
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return _parse_lines(proc.stdout), proc.returncode, proc.stderr.strip()[-500:]
@@ -208,10 +212,17 @@ class DockerSandbox(_RunnerSandbox):
             volumes={str(batch_dir): {"bind": "/batch", "mode": "ro"}}, working_dir="/tmp",
             environment={"LANG": "C.UTF-8"}, labels={"am-distill": "sandbox"})
         try:
-            res = container.exec_run(["python3", "/batch/runner.py", "/batch/batch.json"], demux=True)
-            stdout = (res.output[0] or b"").decode("utf-8", "replace")
-            err = (res.output[1] or b"").decode("utf-8", "replace").strip()[-500:]
-            return _parse_lines(stdout), res.exit_code, f"{self.image}: {err}"
+            # streamed: the runner prints a line per finished program, so the HTTP read timeout only has to
+            # cover one program, however long the whole batch takes
+            api = container.client.api
+            exec_id = api.exec_create(container.id, ["python3", "/batch/runner.py", "/batch/batch.json"])["Id"]
+            out, errs = [], []
+            for chunk_out, chunk_err in api.exec_start(exec_id, stream=True, demux=True):
+                out.append(chunk_out or b"")
+                errs.append(chunk_err or b"")
+            rc = api.exec_inspect(exec_id).get("ExitCode")
+            err = b"".join(errs).decode("utf-8", "replace").strip()[-500:]
+            return _parse_lines(b"".join(out).decode("utf-8", "replace")), rc, f"{self.image}: {err}"
         finally:
             try:
                 container.remove(force=True)
