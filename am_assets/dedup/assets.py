@@ -2,7 +2,7 @@
 import dagster as dg
 import polars as pl
 
-from am_assets.dedup.bench_sources import load_benchmark
+from am_assets.dedup.bench_sources import benchmark_fingerprint, load_benchmark
 from am_assets.dedup.logic import contamination_summary, dedup_summary
 from am_assets.dedup.state import as_list_column, embed_with_cache, ensure_state, read_state, with_text_hash
 from am_assets.ingest.assets import clean_queries
@@ -32,7 +32,16 @@ def query_embeddings(context: dg.AssetExecutionContext, lake: LakeResource,
         **stats, "dimension": vecs.shape[1] if vecs.ndim == 2 else 0})
 
 
-@dg.asset(partitions_def=benchmark_partitions, group_name=GROUP, code_version="1",
+@dg.observable_source_asset(partitions_def=benchmark_partitions, group_name=GROUP,
+                            description="The configured benchmarks; data version = hash of settings + file bytes.")
+def benchmark_files(context, pipeline: PipelineConfigResource) -> dg.DataVersionsByPartition:
+    cfg = pipeline.load()
+    known = set(context.instance.get_dynamic_partitions("benchmark"))
+    return dg.DataVersionsByPartition(
+        {b.name: dg.DataVersion(benchmark_fingerprint(b)) for b in cfg.benchmarks if b.name in known})
+
+
+@dg.asset(partitions_def=benchmark_partitions, deps=[benchmark_files], group_name=GROUP, code_version="1",
           description="One evaluation set as normalized rows (QUERY_SCHEMA + item_id + benchmark).")
 def benchmarks(context: dg.AssetExecutionContext, lake: LakeResource,
                pipeline: PipelineConfigResource) -> dg.MaterializeResult:
@@ -49,6 +58,7 @@ def benchmarks(context: dg.AssetExecutionContext, lake: LakeResource,
         "items": rows.height, "unreadable_items": len(errors),
         "with_reference_answer": rows["reference_answer"].is_not_null().sum(),
         "with_tests": rows["test_cases"].is_not_null().sum(),
+        "benchmark_fingerprint": benchmark_fingerprint(bench),
     })
 
 

@@ -115,6 +115,20 @@ def _csv_records(path):
         raise SourceFileError(f"{path}: cannot read: {e}") from e
 
 
+def benchmark_fingerprint(b: BenchmarkConfig) -> str:
+    """Data version of a benchmark: its settings plus the bytes of its file (or the HumanEval file)."""
+    from am_assets.ingest.adapters import humaneval_path
+
+    h = hashlib.blake2b(digest_size=12)
+    h.update(json.dumps(b.model_dump(mode="json"), sort_keys=True).encode())
+    path = b.path if b.kind == "file" else (humaneval_path() if b.kind == "humaneval" else None)
+    if path is not None and path.is_file():
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def _in_range(item_id: str, rng: tuple[int, int] | None) -> bool:
     if rng is None:
         return True

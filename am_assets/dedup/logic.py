@@ -111,9 +111,8 @@ def cluster_texts(texts: pl.DataFrame, edges: tuple[np.ndarray, np.ndarray, np.n
     )
 
 
-def has_gold(df: pl.DataFrame) -> pl.Expr:
+def has_gold() -> pl.Expr:
     """A row carries a reference answer or test cases (it can be verified)."""
-    del df
     return (pl.col("reference_answer").fill_null("").str.len_chars() > 0) | (
         pl.col("test_cases").fill_null("").str.len_chars() > 0)
 
@@ -127,7 +126,7 @@ def choose_representatives(rows: pl.DataFrame, priorities: dict[str, int]) -> pl
     higher source priority, then source name, query_id and source_row (deterministic tie-break).
     """
     ranked = rows.with_columns(
-        _gold=has_gold(rows),
+        _gold=has_gold(),
         _prio=pl.col("source").replace_strict(priorities, default=0, return_dtype=pl.Int64),
         _prev=pl.col("prev_rep").fill_null(False),
     ).sort(["cluster_id", "_prev", "_gold", "_prio", "source", "query_id", "source_row"],

@@ -81,6 +81,12 @@ def embed_with_cache(lake, embedder, texts: pl.DataFrame, log: Log = _quiet, con
                                                          "embedder": eid}
 
 
+def settings_key(cfg, eid: str) -> str:
+    """What clustering means: embedder, threshold, index. A change re-clusters from scratch."""
+    spec = {"dedup": cfg.dedup.model_dump(mode="json", exclude={"embedder"}), "embedder": eid}
+    return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
 def state_key(lake, cfg, eid: str) -> str:
     """Identity of the inputs of the global dedup: upstream table versions, settings, embedder."""
     spec = {
@@ -126,9 +132,16 @@ def compute_state(lake, cfg, embedder, log: Log = _quiet, context=None) -> tuple
     bench = (lake.scan("benchmarks").filter(pl.col("benchmark").is_in(bench_names)).collect()
              if lake.exists("benchmarks") and bench_names else pl.DataFrame(schema={**QUERY_SCHEMA, "item_id": pl.String,
                                                                                     "benchmark": pl.String}))
-    prev = (lake.scan(STATE_TABLE).select("source", "query_id", "cluster_id", "representative").collect()
-            if lake.exists(STATE_TABLE) else pl.DataFrame(schema={"source": pl.String, "query_id": pl.String,
-                                                                  "cluster_id": pl.String, "representative": pl.Boolean}))
+    prev = pl.DataFrame(schema={"source": pl.String, "query_id": pl.String, "cluster_id": pl.String,
+                                "representative": pl.Boolean})
+    settings = settings_key(cfg, embedder.embedder_id())
+    if lake.exists(STATE_TABLE):
+        stored = lake.scan(STATE_TABLE).select(list(prev.columns) + ["settings_key"]).collect()
+        if stored.height and stored["settings_key"][0] != settings:
+            log("dedup settings or embedder changed since the stored state: clustering from scratch "
+                "(representatives may change)")
+        else:
+            prev = stored.drop("settings_key")
     # one node per text; every row of a text shares its cluster
     texts = rows.group_by("query_id").agg(pl.col("question").first()).sort("query_id")
     texts = with_text_hash(texts).join(prev.group_by("query_id").agg(pl.col("cluster_id").first()),
@@ -178,7 +191,9 @@ def ensure_state(lake, cfg, embedder, log: Log = _quiet, context=None) -> tuple[
         if stored_state_key(lake) == key:  # a parallel shard run computed it meanwhile
             return key, None
         state, stats = compute_state(lake, cfg, embedder, log, context)
-        lake.write_partition(STATE_TABLE, state.with_columns(state_key=pl.lit(key)), None, context=context)
+        settings = settings_key(cfg, embedder.embedder_id())
+        lake.write_partition(STATE_TABLE, state.with_columns(state_key=pl.lit(key), settings_key=pl.lit(settings)),
+                             None, context=context)
         log(f"dedup_state written for key {key}: {state.height} rows")
         return key, stats
 
@@ -187,4 +202,4 @@ def read_state(lake, shard: str | None = None) -> pl.DataFrame:
     lf = lake.scan(STATE_TABLE)
     if shard is not None:
         lf = lf.filter(pl.col("shard") == shard)
-    return lf.drop("state_key").collect()
+    return lf.drop("state_key", "settings_key").collect()
