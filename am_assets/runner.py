@@ -32,9 +32,14 @@ def _failure_text(result) -> str:
 class RunReport:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per asset
     ran: list[tuple[str, str | None]] = field(default_factory=list)  # (asset, partition) in order
+    metadata: dict[tuple[str, str | None], dict] = field(default_factory=dict)  # plain values
 
     def partitions(self, asset: str) -> list[str | None]:
         return [p for a, p in self.ran if a == asset]
+
+    def total(self, asset: str, key: str) -> int:
+        """Sum of an integer metadata entry over the runs of one asset (e.g. rows `generated`)."""
+        return sum(int(m.get(key) or 0) for (a, _), m in self.metadata.items() if a == asset)
 
 
 def partition_keys(asset_def, instance) -> list[str | None]:
@@ -101,6 +106,9 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
                 raise MaterializationFailed(f"{name} [{pk or 'unpartitioned'}] failed: {_failure_text(result)}\n"
                                             f"(run {result.run_id}; `am-distill ui` shows its log)")
             report.ran.append((name, pk))
+            for mat in result.asset_materializations_for_node(key.path[-1]):
+                report.metadata[(name, pk)] = {k: v.value for k, v in mat.metadata.items()
+                                               if isinstance(v.value, (int, float, str, bool))}
         report.seconds[name] = time.perf_counter() - start
     return report
 
