@@ -70,3 +70,22 @@ def test_science_and_other_rows_through_verify_partition(judge):
     # 4.99 on a 0-5 scale and 0.7 on 0-1: passing needs a (near) perfect rating
     for r in rows.values():
         assert r["passed"] == (r["status"] == "ok" and r["verify_score"] > {"science": 4.99, "other": 0.7}[r["category"]])
+
+
+def test_math_second_opinion_asks_the_judge_only_when_math_verify_says_wrong(judge):
+    from resources.config import VerificationConfig
+
+    vcfg = VerificationConfig(math_judge_second_opinion=True, math_workers=1)
+    queries = pl.DataFrame([{"query_id": "q", "category": "math", "question": "What is half of one?",
+                             "reference_answer": "\\frac{1}{2}", "metadata": "{}"}])
+    responses = pl.DataFrame([
+        {"response_id": rid, "query_id": "q", "response": None, "think": None, "answer": a, "status": "ok",
+         "truncated": False} for rid, a in [("right", "\\boxed{0.5}"), ("wrong", "It is one half, \\boxed{2}.")]])
+    out, _ = verify_partition(responses, queries, pl.DataFrame(), vcfg, sandbox_factory=None, judge=judge,
+                              judge_version=judge.version())
+    rows = {r["response_id"]: r for r in out.to_dicts()}
+    assert rows["right"]["verify_score"] == 1.0 and "judge_second_opinion" not in json.loads(rows["right"]["details"])
+    opinion = json.loads(rows["wrong"]["details"])["judge_second_opinion"]
+    assert opinion in (True, False, None)
+    assert rows["wrong"]["verify_score"] == (1.0 if opinion else 0.0)
+    assert all(r["verifier_version"].endswith("+judge") for r in rows.values())
