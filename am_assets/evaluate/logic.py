@@ -61,7 +61,8 @@ def samples_frame(bench: pl.DataFrame, outs: list[list], model: str, benchmark: 
                 "item_id": item["item_id"], "sample_idx": idx, "response": c.text, "answer": eval_answer(c.text),
                 "think": None, "finish_reason": c.finish_reason, "truncated": c.finish_reason == "length",
                 "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                "status": "ok", "error": None})
+                # an engine failure is recorded and later left out of n, never scored as a wrong answer
+                "status": "error" if getattr(c, "error", None) else "ok", "error": getattr(c, "error", None)})
     return pl.DataFrame(rows, schema_overrides={"think": pl.String, "error": pl.String})
 
 
