@@ -119,6 +119,15 @@ def test_rerun_verifies_only_new_responses_and_thresholds_do_not_reverify(seeded
     rows, meta = _run(project, instance)
     assert meta["verified"] == 1 and meta["reused_from_cache"] == 8 and rows["r11"]["passed"]
 
+    # a changed reference answer re-verifies that query's responses only
+    queries = lake.read("unique_queries", {"shard": "s00"}).drop("shard").with_columns(
+        pl.when(pl.col("query_id") == "qm").then(pl.lit("48")).otherwise(pl.col("reference_answer"))
+        .alias("reference_answer"))
+    lake.write_partition("unique_queries", queries, {"shard": "s00"})
+    rows, meta = _run(project, instance)
+    assert meta["verified"] == 4 and meta["reused_from_cache"] == 5  # r1, r2, r10, r11 answer qm
+    assert rows["r2"]["passed"] and not rows["r1"]["passed"]
+
     # a stricter threshold changes `passed`, not the cached scores
     project.write(_config(thresholds={"math": 0.99, "code": 0.99, "if": 0.4, "science": 4.99, "other": 0.7}))
     rows, meta = _run(project, instance)

@@ -8,13 +8,15 @@ Verifier registry (by the query's category and carried data):
   reasoning-gym   the generator's score_answer (non-math rg rows)      needs reference_answer
   science         judge, 0-5 against the reference                     needs reference_answer
   other           judge, (coherence + correctness + helpfulness) / 12
-The row cache key is (response_id, verifier_version); `passed` and the quality flags are recomputed on
-every run (they depend on thresholds and on the whole partition, and are cheap).
+The row cache key is (response_id, verifier_version), plus `input_hash` (answer text and the query's
+reference / tests / constraints), so a changed response or reference is verified again. `passed` and
+the quality flags are recomputed on every run (they depend on thresholds and on the whole partition).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from typing import Callable
 
@@ -29,7 +31,7 @@ OUTCOME_SCHEMA: dict[str, pl.DataType] = {
     "response_id": pl.String, "query_id": pl.String, "category": pl.String, "verify_score": pl.Float64,
     "passed": pl.Boolean, "verifier": pl.String, "verifier_version": pl.String, "status": pl.String,
     "details": pl.String, "has_think": pl.Boolean, "has_answer": pl.Boolean, "truncated": pl.Boolean,
-    "repetitive": pl.Boolean, "perplexity": pl.Float64, "perplexity_model": pl.String,
+    "repetitive": pl.Boolean, "perplexity": pl.Float64, "perplexity_model": pl.String, "input_hash": pl.String,
 }
 _QUERY_COLS = ["query_id", "category", "question", "reference_answer", "test_cases", "instruction_constraints",
                "metadata"]
@@ -41,6 +43,13 @@ def math_version(second_opinion: bool) -> str:
     from importlib.metadata import version
 
     return f"math-verify-{version('math-verify')}/1" + ("+judge" if second_opinion else "")
+
+
+def input_hash(row: dict) -> str:
+    """What a verdict depends on besides the verifier: the answer and the query's check data."""
+    parts = [row.get(k) or "" for k in ("_answer", "category", "reference_answer", "test_cases",
+                                         "instruction_constraints", "metadata", "question")]
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=10).hexdigest()
 
 
 def choose_verifier(row: dict) -> str:
@@ -153,8 +162,9 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
             verdicts[i] = ("none", no_reference(f"query row (query_id {r['query_id']} is not in unique_queries)"))
             continue
         key = choose_verifier(r)
+        r["_input_hash"] = input_hash(r)
         hit = keyed.get((r["response_id"], versions[key][1]))
-        if hit is not None:
+        if hit is not None and hit.get("input_hash") == r["_input_hash"]:
             verdicts[i] = (key, Verdict(hit["verify_score"], hit["status"], json.loads(hit["details"] or "{}")))
             reused += 1
         else:
@@ -177,6 +187,7 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
             "details": json.dumps(v.details, default=str), "has_think": has_text(r.get("think")),
             "has_answer": has_text(r["_answer"]), "truncated": truncated, "repetitive": rep, "perplexity": p,
             "perplexity_model": vcfg.perplexity_model if p is not None else None,
+            "input_hash": r.get("_input_hash"),
         })
     df = pl.DataFrame(out, schema=OUTCOME_SCHEMA)
     stats = {"verified": sum(len(v) for v in groups.values()), "reused": reused, "frequent_ngrams": n_frequent}
