@@ -136,7 +136,7 @@ def score(job: CodeJob, results: list[RunResult]) -> Verdict:
 
 
 def verify_code(rows: list[dict], sandbox: Sandbox, max_tests: int, timeout_s: float,
-                batch_programs: int = 256) -> list[Verdict]:
+                batch_programs: int = 256, log=lambda msg: None) -> list[Verdict]:
     """rows: {"answer", "response", "test_cases"} -> one Verdict each; programs run in sandbox batches."""
     jobs = [plan(answer_part(r.get("answer"), r.get("response")), r.get("test_cases"), max_tests, timeout_s)
             for r in rows]
@@ -149,4 +149,5 @@ def verify_code(rows: list[dict], sandbox: Sandbox, max_tests: int, timeout_s: f
         except Exception as e:  # noqa: BLE001 - the sandbox failed: no verdict for these rows
             outs = [RunResult("sandbox_error", None, "", "", f"{type(e).__name__}: {e}"[:500], 0.0)] * len(chunk)
         results.update(zip(chunk, outs))
+        log(f"code: {min(start + batch_programs, len(flat))}/{len(flat)} test programs run ({sandbox.name} sandbox)")
     return [score(job, [results[(j, k)] for k in range(len(job.programs))]) for j, job in enumerate(jobs)]

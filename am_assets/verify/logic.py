@@ -121,7 +121,7 @@ def _verify_group(key: str, rows: list[dict], vcfg, sandbox_factory, judge, log)
         except Exception as e:  # noqa: BLE001 - no sandbox: no verdicts, said per row
             return [Verdict(0.0, "verifier_error", {"error": f"sandbox: {e}"[:500]})] * len(rows)
         items = [{"answer": r["_answer"], "response": None, "test_cases": r.get("test_cases")} for r in rows]
-        return code_tests.verify_code(items, sandbox, vcfg.code_max_tests, vcfg.code_timeout_s)
+        return code_tests.verify_code(items, sandbox, vcfg.code_max_tests, vcfg.code_timeout_s, log=log)
     if key == "if":
         return [ifeval.verify_if(r["_answer"], r.get("instruction_constraints")) for r in rows]
     if key == "reasoning-gym":
