@@ -88,7 +88,7 @@ def teacher_tables(queries: pl.DataFrame, teacher: str, accuracy: float, fingerp
 
 def upstream_specs(defs: dg.Definitions) -> list:
     """Specs for upstream assets whose stage is not in this tree yet (other engineers build them)."""
-    have = {k for a in defs.assets for k in getattr(a, "keys", [getattr(a, "key", None)])}
+    have = {k for a in defs.assets for k in (a.keys if isinstance(a, dg.AssetsDefinition) else [a.key])}
     wanted = {"unique_queries": shard_partitions(SHARDS), "teacher_responses": teacher_shard_partitions(SHARDS),
               "verification_outcomes": teacher_shard_partitions(SHARDS)}
     return [dg.AssetSpec(k, partitions_def=p) for k, p in wanted.items() if dg.AssetKey(k) not in have]

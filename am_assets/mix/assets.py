@@ -103,6 +103,5 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
         "cv": [dg.TableColumnDep(asset_key=dg.AssetKey("difficulty_scores"), column_name="cv")],
         "pass_rates": [dg.TableColumnDep(asset_key=dg.AssetKey("difficulty_scores"), column_name="pass_rates")],
     }))
-    # the selection settings are part of the data version: a new seed with identical rows is still new
-    data_version = hashlib.blake2b(f"{content_hash(table)}:{settings_hash}".encode(), digest_size=12).hexdigest()
-    return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(data_version))
+    # content only: a changed setting that selects the same rows must not retrain or re-evaluate
+    return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(content_hash(table)))
