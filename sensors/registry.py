@@ -39,6 +39,12 @@ def source_versions(cfg) -> dict[str, str]:
     return {s.name: cached_source_fingerprint(s) for s in cfg.all_sources()}
 
 
+def benchmark_versions(cfg) -> dict[str, str]:
+    from am_assets.dedup.bench_sources import benchmark_fingerprint
+
+    return {b.name: benchmark_fingerprint(b) for b in cfg.benchmarks}
+
+
 def teacher_versions(cfg) -> dict[str, str]:
     return {t.name: t.fingerprint() for t in cfg.teachers}
 
@@ -59,6 +65,7 @@ def observed_versions(cfg) -> dict[tuple[str, str | None], str]:
     """
     out: dict[tuple[str, str | None], str] = {}
     out.update({("source_files", k): v for k, v in source_versions(cfg).items()})
+    out.update({("benchmark_files", k): v for k, v in benchmark_versions(cfg).items()})
     out.update({("teacher_config", k): v for k, v in teacher_versions(cfg).items()})
     out.update({(k, None): v for k, v in settings_versions(cfg).items()})
     return out
@@ -85,13 +92,14 @@ def _sync(context, dimension, partitions_def, names: list[str]) -> list:
            description="Sources, landed files and benchmarks in pipeline.yaml become partitions; changed files are observed.")
 def source_registry(context: dg.SensorEvaluationContext, pipeline: PipelineConfigResource) -> dg.SensorResult:
     cfg = pipeline.load()
-    versions = source_versions(cfg)
+    versions, bench_versions = source_versions(cfg), benchmark_versions(cfg)
     requests = _sync(context, "source", source_partitions, list(versions))
-    requests += _sync(context, "benchmark", benchmark_partitions, [b.name for b in cfg.benchmarks])
+    requests += _sync(context, "benchmark", benchmark_partitions, list(bench_versions))
     previous = json.loads(context.cursor or "{}")
-    return dg.SensorResult(dynamic_partitions_requests=requests,
-                           asset_events=observations("source_files", versions, previous),
-                           cursor=json.dumps(versions))
+    events = (observations("source_files", versions, previous.get("sources", {}))
+              + observations("benchmark_files", bench_versions, previous.get("benchmarks", {})))
+    return dg.SensorResult(dynamic_partitions_requests=requests, asset_events=events,
+                           cursor=json.dumps({"sources": versions, "benchmarks": bench_versions}))
 
 
 @dg.sensor(name="teacher_registry", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,

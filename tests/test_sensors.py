@@ -26,7 +26,8 @@ def test_source_sensor_adds_partitions_and_observes_changed_files(project, insta
     r1 = _tick(source_registry, defs, instance)
     added = {req.partitions_def_name: list(req.partition_keys) for req in r1.dynamic_partitions_requests}
     assert added == {"source": ["a"], "benchmark": ["he"]}
-    assert [(e.asset_key.to_user_string(), e.partition) for e in r1.asset_events] == [("source_files", "a")]
+    assert [(e.asset_key.to_user_string(), e.partition) for e in r1.asset_events] == [
+        ("source_files", "a"), ("benchmark_files", "he")]
 
     # the daemon applies requests; in a test we do it
     instance.add_dynamic_partitions("source", ["a"])
@@ -66,7 +67,7 @@ def test_removed_teacher_is_kept_and_warned(project, instance, caplog):
 def test_record_observations_is_idempotent(project, instance):
     project.write({"teachers": [{"name": "t1", "kind": "vllm"}], "sources": [{"name": "he", "kind": "humaneval"}]})
     cfg = project.cfg()
-    assert record_observations(instance, cfg) == 4  # source, teacher, two settings
+    assert record_observations(instance, cfg) == 4  # source, teacher, two settings (no benchmarks)
     assert record_observations(instance, cfg) == 0
 
 
@@ -77,7 +78,8 @@ def test_every_observable_source_is_observed_with_its_own_version(project, insta
     from am_assets.partitions import sync_dynamic_partitions
     from sensors.registry import observed_versions
 
-    project.write({"teachers": [{"name": "t1", "kind": "vllm"}], "sources": [{"name": "he", "kind": "humaneval"}]})
+    project.write({"teachers": [{"name": "t1", "kind": "vllm"}], "sources": [{"name": "he", "kind": "humaneval"}],
+                   "benchmarks": [{"name": "heb", "kind": "humaneval", "limit": 2}]})
     defs, cfg = project.defs(), project.cfg()
     sync_dynamic_partitions(instance, cfg)
     expected = observed_versions(cfg)

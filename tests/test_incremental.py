@@ -1,0 +1,146 @@
+"""Only stale partitions recompute: proved by counting partitions run and rows generated.
+
+One small project (2 shards, two real vLLM teachers, tiny sampling) goes through the changes a user
+makes, in order. After each change `dg.evaluate_automation_conditions` must request exactly the
+expected partitions, and the runner (`am-distill demo`, which runs missing and stale partitions) must
+run exactly those, generating exactly the expected number of responses.
+"""
+
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from am_assets.runner import materialize_all
+from sensors.registry import record_observations
+
+pytestmark = pytest.mark.slow
+
+EASY = [f"What is {a} + {b}? Reply with only the number." for a, b in
+        [(1, 1), (2, 3), (4, 4), (5, 2), (3, 6), (7, 1)]]
+EXTRA = [f"What is {a} + {b}? Reply with only the number." for a, b in [(2, 2), (6, 3), (8, 1)]]
+N = 2  # samples per query per teacher
+
+
+def _teacher(name, temperature):
+    return {"name": name, "kind": "vllm", "model": "smollm2-135m", "kv_cache_gib": 1,
+            "sampling": {"n": N, "temperature": temperature, "max_tokens": 12, "seed": 3}}
+
+
+def _write_questions(path, questions):
+    path.write_text("".join(json.dumps({"question": q, "answer": str(eval(q.split("is ")[1].split("?")[0]))}) + "\n"
+                            for q in questions))
+
+
+def _requested_keys(result, graph) -> dict[str, list]:
+    out = {}
+    for key in graph.materializable_asset_keys:
+        n = result.get_num_requested(key)
+        if n:
+            out[key.to_user_string()] = sorted(str(p) for p in result.get_requested_partitions(key))
+    return out
+
+
+def _tick(defs, instance, cursor):
+    record_observations(instance, defs.resources["pipeline"].load())  # what the registry sensors do
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    return _requested_keys(result, defs.resolve_asset_graph()), result.cursor
+
+
+def _files(lake, table, teacher):
+    return sorted(f for f in lake.table(table).file_uris() if f"teacher={teacher}" in f)
+
+
+def test_only_stale_partitions_recompute(project, instance, tmp_path):
+    src = tmp_path / "easy.jsonl"
+    _write_questions(src, EASY)
+    config = {
+        "shards": 2,
+        "sources": [{"name": "easy", "kind": "file", "path": str(src), "category": "math",
+                     "mapping": {"question": "question", "answer": "answer"}}],
+        "benchmarks": [{"name": "bench", "kind": "reasoning_gym", "datasets": ["basic_arithmetic"], "count": 2,
+                        "seed": 99, "samples": 1, "max_tokens": 12}],
+        "teachers": [_teacher("t1", 1.0), _teacher("t2", 0.7)],
+        "verification": {"sandbox": "local"},
+        # every passing response of every teacher, so the tiny mix is never empty
+        "mix": {"exclude_flags": [], "response_teachers": "all", "cv_threshold": {"math": -1.0}},
+        "training": {"max_steps": 1, "global_batch": 2, "per_device_batch": 2, "max_seq_length": 256,
+                     "models_dir": str(tmp_path / "models")},
+        "evaluation": {"max_model_len": 512},
+    }
+    project.write(config)
+    defs, lake = project.defs(), project.lake()
+
+    # 0. first build: everything runs once
+    r0 = materialize_all(defs, instance, log=lambda *_: None)
+    assert r0.total("teacher_responses", "generated") == len(EASY) * 2 * N
+    assert {a for a, _ in r0.ran} >= {"raw_queries", "unique_queries", "teacher_responses", "verification_outcomes",
+                                      "difficulty_scores", "training_mix", "trained_model", "eval_scores"}
+    _, cursor = _tick(defs, instance, None)  # the automation baseline
+
+    # 1. nothing changed: no partition is stale, automation requests nothing, and forcing a re-run
+    #    of the expensive steps generates, verifies and trains nothing
+    requested, cursor = _tick(defs, instance, cursor)
+    assert requested == {}
+    assert materialize_all(defs, instance, log=lambda *_: None).ran == []
+    forced = materialize_all(defs, instance, select=["teacher_responses", "verification_outcomes", "trained_model"],
+                             force=True, log=lambda *_: None)
+    assert forced.total("teacher_responses", "generated") == 0
+    assert forced.total("verification_outcomes", "verified") == 0
+    assert all(m["cached"] for (a, _), m in forced.metadata.items() if a == "trained_model")
+
+    upto_mix = [k.to_user_string() for k in dg.AssetSelection.assets("training_mix").upstream()
+                .resolve(defs.resolve_asset_graph())]
+
+    # 2. a selection threshold changes: only training_mix is requested; nothing is generated or verified
+    config["mix"]["cv_threshold"] = {"math": -0.5}
+    project.write(config)
+    defs = project.defs()
+    requested, cursor = _tick(defs, instance, cursor)
+    assert requested == {"training_mix": ["None"]}
+    r2 = materialize_all(defs, instance, select=upto_mix, log=lambda *_: None)
+    assert r2.ran == [("training_mix", None)]
+
+    # 3. a new source with k new unique queries: exactly k x teachers x n generations
+    extra = tmp_path / "extra.jsonl"
+    _write_questions(extra, EXTRA + EASY[:2])  # two of them are duplicates of existing queries
+    config["sources"].append({"name": "extra", "kind": "file", "path": str(extra), "category": "math",
+                              "mapping": {"question": "question", "answer": "answer"}})
+    project.write(config)
+    defs = project.defs()
+    requested, cursor = _tick(defs, instance, cursor)
+    assert requested == {"raw_queries": ["extra"]}
+    r3 = materialize_all(defs, instance, select=upto_mix, log=lambda *_: None)
+    assert r3.partitions("raw_queries") == ["extra"] and r3.partitions("query_embeddings") == ["extra"]
+    assert r3.total("teacher_responses", "generated") == len(EXTRA) * 2 * N
+    assert r3.total("query_embeddings", "embedded_new") == len(EXTRA)  # the two duplicates' texts are cached
+    assert lake.read("teacher_responses").height == (len(EASY) + len(EXTRA)) * 2 * N
+
+    # 4. one teacher's sampling changes: only that teacher regenerates; the other's files are untouched
+    t2_files = _files(lake, "teacher_responses", "t2")
+    config["teachers"][0]["sampling"]["temperature"] = 0.9
+    project.write(config)
+    defs = project.defs()
+    requested, cursor = _tick(defs, instance, cursor)
+    assert requested == {"teacher_responses": ["s00|t1", "s01|t1"]}
+    r4 = materialize_all(defs, instance, select=upto_mix, log=lambda *_: None)
+    assert sorted(r4.partitions("teacher_responses")) == ["s00|t1", "s01|t1"]
+    assert sorted(r4.partitions("verification_outcomes")) == ["s00|t1", "s01|t1"]
+    assert r4.total("teacher_responses", "generated") == (len(EASY) + len(EXTRA)) * N
+    assert _files(lake, "teacher_responses", "t2") == t2_files
+
+    # 5. a teacher is added: only its partitions, then the fan-in aggregates and what follows them
+    config["teachers"].insert(0, _teacher("t0", 1.2))
+    project.write(config)
+    defs = project.defs()
+    requested, cursor = _tick(defs, instance, cursor)
+    assert requested == {"teacher_responses": ["s00|t0", "s01|t0"]}
+    r5 = materialize_all(defs, instance, select=upto_mix, log=lambda *_: None)
+    assert sorted(r5.partitions("teacher_responses")) == ["s00|t0", "s01|t0"]
+    assert sorted(r5.partitions("verification_outcomes")) == ["s00|t0", "s01|t0"]
+    assert sorted(r5.partitions("difficulty_scores")) == ["s00", "s01"]
+    assert r5.partitions("training_mix") == [None]
+    assert r5.total("teacher_responses", "generated") == (len(EASY) + len(EXTRA)) * N
+    rates = pl.read_delta(lake.uri("difficulty_scores")).columns
+    assert any("t0" in c for c in rates)
