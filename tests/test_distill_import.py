@@ -1,0 +1,57 @@
+"""An `import` teacher: the Sky-T1 MATH-500 traces become a teacher_responses partition."""
+
+import gzip
+import json
+
+import dagster as dg
+import polars as pl
+
+from am_assets.schema import query_id
+from tests.conftest import materialize, shared
+from tests.distill_helpers import mkey, write_unique_queries
+
+BEGIN_T, END_T = "<|begin_of_thought|>", "<|end_of_thought|>"
+BEGIN_S, END_S = "<|begin_of_solution|>", "<|end_of_solution|>"
+
+
+def test_skyt1_traces_import(project, instance):
+    traces = shared("reasoning_traces/skyt1_27b_math500.jsonl.gz")
+    problems = [json.loads(line)["problem"] for line in open(shared("math/math500_test.jsonl"))]
+    project.write({"shards": 1, "teachers": [
+        {"name": "skyt1", "kind": "import", "path": str(traces), "layout": "skyt1", "model": "sky-t1-27b"}]})
+    # MATH-500 as the shard's queries, plus one question the file has no trace for
+    write_unique_queries(project.lake(), {"s00": problems + ["What is the airspeed of an unladen swallow?"]})
+    result = materialize(project.defs(), instance, ["teacher_responses"], partition_key=mkey("skyt1", "s00"))
+    mat = result.asset_materializations_for_node("teacher_responses")[0]
+
+    records = [json.loads(line) for line in gzip.open(traces, "rt")]
+    by_qid = {query_id(r["question"]): r["code"][0] for r in records}
+    df = project.lake().read("teacher_responses")
+    assert df.height == 500 and set(df["query_id"]) == set(by_qid)  # matched by normalized text
+    assert (df["sample_idx"] == 0).all() and (df["engine"] == "import").all() and (df["model"] == "sky-t1-27b").all()
+    assert df["response"].to_list() == [by_qid[q] for q in df["query_id"]]
+
+    complete = df.filter(pl.col("response").str.contains(END_S, literal=True)
+                         & pl.col("response").str.contains(BEGIN_T, literal=True)).row(0, named=True)
+    text = complete["response"]
+    assert complete["think"] == text.split(BEGIN_T)[1].split(END_T)[0].strip()
+    assert complete["answer"] == text.split(BEGIN_S)[1].split(END_S)[0].strip()
+    assert complete["format"] == "skyt1" and not complete["truncated"]
+
+    # truncated = a section opened and never closed (no finish_reason for imports)
+    def cut(t):
+        return (BEGIN_T in t and END_T not in t) or (BEGIN_S in t and END_S not in t)
+    expected_truncated = {q for q, t in by_qid.items() if cut(t)}
+    assert set(df.filter(pl.col("truncated"))["query_id"]) == expected_truncated
+    assert len(expected_truncated) == 110  # 94 thoughts never closed + 16 solutions never closed
+    unclosed_thought = df.filter(pl.col("truncated") & pl.col("answer").is_null())
+    assert unclosed_thought.height == 94 and unclosed_thought["think"].null_count() == 0
+    # the untagged traces (no Sky-T1 markers) are all answer
+    untagged = df.filter(pl.col("format") == "untagged")
+    assert untagged.height == 210 and untagged["think"].null_count() == 210
+    assert mat.metadata["truncated"].value == 110 and mat.metadata["errors"].value == 0
+
+    # nothing new to import on a rerun
+    again = materialize(project.defs(), instance, ["teacher_responses"], partition_key=mkey("skyt1", "s00"))
+    assert again.asset_materializations_for_node("teacher_responses")[0].metadata["generated"].value == 0
+    assert isinstance(mat.metadata["teacher_config"], dg.JsonMetadataValue)
