@@ -118,7 +118,7 @@ class DedupConfig(Strict):
     semantic: bool = True  # false: exact dedup and exact/n-gram decontamination only, no embeddings
     cosine_threshold: float = Field(default=0.9, gt=0, le=1)
     knn: int = Field(default=10, gt=0)
-    exact_index_max: int = Field(default=200_000, gt=0)  # above: approximate index
+    exact_index_max: int = Field(default=50_000, gt=0)  # above: approximate index (flat all-vs-all is quadratic)
     approx_index: Literal["ivf", "hnsw"] = "ivf"
     nprobe: int = Field(default=16, gt=0)  # IVF cells searched per query (hnsw: efSearch = 4 * nprobe)
 

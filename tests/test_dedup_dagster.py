@@ -130,6 +130,17 @@ def test_stability_and_incremental_embedding(project, instance, tmp_path):
     # 60 + 60 + 60 rows, each written by exactly one shard
     assert uq.height == 180 and uq.group_by("shard").len()["len"].sum() == 180
 
+    # one new question: only its shard gets a new data version, the other seven stay fresh
+    versions = [r.asset_materializations_for_node("unique_queries")[0].tags["dagster/data_version"] for r in shards]
+    c = _write(tmp_path / "c.jsonl", [json.dumps({"question": "How many legs do 7 spiders and 3 ants have together?"}) + "\n"])
+    sources.append({"name": "c", "kind": "file", "path": c, "category": "math"})
+    project.write({"shards": 8, "sources": sources})
+    _, shards = _materialize_all(project, instance, ["c"])
+    after = [r.asset_materializations_for_node("unique_queries")[0].tags["dagster/data_version"] for r in shards]
+    target = _unique(project).filter(pl.col("source") == "c")["shard"][0]
+    changed = [k for k, v0, v1 in zip(project.cfg().shard_keys(), versions, after) if v0 != v1]
+    assert changed == [target]
+
 
 def test_math500_is_flagged_inside_math_test5000(project, instance):
     project.write({

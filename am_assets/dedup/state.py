@@ -82,8 +82,9 @@ def embed_with_cache(lake, embedder, texts: pl.DataFrame, log: Log = _quiet, con
 
 
 def settings_key(cfg, eid: str) -> str:
-    """What clustering means: embedder, threshold, index. A change re-clusters from scratch."""
-    spec = {"dedup": cfg.dedup.model_dump(mode="json", exclude={"embedder"}), "embedder": eid}
+    """What "the same cluster" means: embedder, threshold, semantic on/off. A change re-clusters from
+    scratch; index tuning (knn, index kind, nprobe) only affects recall and keeps the clusters."""
+    spec = {"semantic": cfg.dedup.semantic, "cosine_threshold": cfg.dedup.cosine_threshold, "embedder": eid}
     return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
