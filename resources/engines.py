@@ -208,11 +208,11 @@ class OpenAIServerEngine(Engine):
         body = {"model": self.cfg.model, "messages": conversation, "n": 1, "temperature": sampling.temperature,
                 "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, "seed": seed}
         start = time.perf_counter()
-        error = "no attempt made"
+        error, retry_after = "no attempt made", None
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
                 time.sleep(backoff_delay(attempt, retry_after))
-            retry_after = None
+                retry_after = None
             try:
                 resp = client.post(self.url, json=body)
             except (httpx.TimeoutException, httpx.TransportError) as e:
@@ -342,3 +342,16 @@ def get_engine(cfg) -> Engine:
         kinds = {"vllm": VllmEngine, "openai_server": OpenAIServerEngine, "import": ImportEngine}
         _ENGINES[key] = kinds[cfg.kind](cfg)
     return _ENGINES[key]
+
+
+def close_engines(timeout: float = 30) -> None:
+    """Shut down every cached vLLM engine process and forget all engines (tests, or a long-lived
+    process switching models; without it a process may wait at exit for the engine core)."""
+    with _LLM_LOCK:
+        for llm in _LLMS.values():
+            try:
+                llm.llm_engine.engine_core.shutdown(timeout=timeout)
+            except Exception as e:  # already dead: nothing to free
+                _log.warning("vLLM engine shutdown: %s", e)
+        _LLMS.clear()
+    _ENGINES.clear()

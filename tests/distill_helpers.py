@@ -7,6 +7,7 @@ import os
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from am_assets.schema import QUERY_SCHEMA, query_id
 
@@ -59,3 +60,13 @@ def stale_status(defs: dg.Definitions, instance, asset: str, partition) -> str:
 def partition_files(lake, table: str, teacher: str) -> set[str]:
     """Data files of one teacher's partitions in the table's current version."""
     return {f for f in lake.table(table).file_uris() if f"teacher={teacher}/" in f}
+
+
+@pytest.fixture(scope="module")
+def vllm_engines():
+    """Module-scoped: engines loaded by the module's tests are shut down at its end (a vLLM engine
+    core left running makes the pytest process wait at exit)."""
+    from resources.engines import close_engines
+
+    yield
+    close_engines()

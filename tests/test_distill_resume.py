@@ -9,14 +9,17 @@ import time
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from am_assets.distill.logic import response_id
 from am_assets.schema import query_id
 from tests.conftest import PROJECT_DIR, materialize
-from tests.distill_helpers import mkey, vllm_teacher, write_unique_queries
+from tests.distill_helpers import mkey, vllm_engines, vllm_teacher, write_unique_queries  # noqa: F401
 
 QUESTIONS = [f"Write a short story about the number {i}." for i in range(24)]
 N = 2
+
+pytestmark = pytest.mark.usefixtures("vllm_engines")
 
 
 def _committed(lake) -> pl.DataFrame:

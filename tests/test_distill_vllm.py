@@ -11,11 +11,14 @@ import yaml
 from am_assets.distill.logic import response_id
 from am_assets.schema import query_id
 from tests.conftest import Project, materialize
-from tests.distill_helpers import (QUESTIONS, mkey, partition_files, stale_status, vllm_teacher,
+from tests.distill_helpers import (vllm_engines,  # noqa: F401
+                                   QUESTIONS, mkey, partition_files, stale_status, vllm_teacher,
                                    write_unique_queries)
 
 SHARDS = {"s00": QUESTIONS[:5], "s01": QUESTIONS[5:8]}
 EXCLUDED = 2  # s00: one non-representative, one contaminated
+
+pytestmark = pytest.mark.usefixtures("vllm_engines")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,8 @@ def setup(tmp_path_factory):
     project = Project(tmp_path_factory.mktemp("distill"))
     config = {"shards": 2, "teachers": [vllm_teacher("smol_cold", 0.3), vllm_teacher("smol_hot", 1.0)]}
     project.write(config)
-    write_unique_queries(project.lake(), SHARDS, excluded=EXCLUDED)
+    write_unique_queries(project.lake(), {"s00": SHARDS["s00"]}, excluded=EXCLUDED)
+    write_unique_queries(project.lake(), {"s01": SHARDS["s01"]})
     with dg.instance_for_test() as instance:
         record_observations(instance, project.cfg())
         yield project, config, instance
