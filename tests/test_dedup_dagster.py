@@ -157,23 +157,21 @@ def test_math500_is_flagged_inside_math_test5000(project, instance):
     bench = lake.scan("benchmarks", {"benchmark": "math500"}).collect()
     assert bench.height == 500 and bench["reference_answer"].null_count() == 0
     clean = lake.scan("clean_queries").collect()
-    # every MATH-500 problem is in the MATH test set; cleaning already drops 13 (figure references)
+    # every MATH-500 problem is in the MATH test set, and cleaning keeps them all (figures are inline [asy])
     in_math = clean.filter(pl.col("query_id").is_in(bench["query_id"].implode()))
-    assert in_math.height == 500
-    dropped = in_math.filter(pl.col("drop_reason").is_not_null())
-    assert dropped["drop_reason"].unique().to_list() == ["refers_to_media"] and dropped.height == 13
+    assert in_math.height == 500 and in_math["drop_reason"].null_count() == 500
     uq = _unique(project)
     assert uq.height == clean.filter(pl.col("drop_reason").is_null()).height
     evidence = uq.filter(pl.col("contaminated_by").is_not_null()).with_columns(
         methods=pl.col("contaminated_by").map_elements(lambda s: sorted({e["method"] for e in json.loads(s)}),
                                                        return_dtype=pl.List(pl.String)))
     exact = evidence.filter(pl.col("methods").list.contains("exact"))
-    # all 487 that reach dedup are flagged by exact match, and nothing else is
-    assert exact.height == 487
-    assert set(exact["query_id"]) == set(in_math.filter(pl.col("drop_reason").is_null())["query_id"])
+    # all 500 are flagged by exact match, and nothing else is
+    assert exact.height == 500
+    assert set(exact["query_id"]) == set(in_math["query_id"])
     items = {e["item_id"] for s in exact["contaminated_by"] for e in json.loads(s) if e["method"] == "exact"}
-    assert items == set(bench.filter(~pl.col("query_id").is_in(dropped["query_id"].implode()))["item_id"])
+    assert items == set(bench["item_id"])
     counts = _meta(shards[-1], "unique_queries")["contaminated_by_benchmark_method"].value
-    assert counts["math500"]["exact"] == 487
+    assert counts["math500"]["exact"] == 500
     usable = uq.filter(pl.col("representative") & pl.col("contaminated_by").is_null())
     assert not usable["query_id"].is_in(bench["query_id"].implode()).any()

@@ -121,6 +121,10 @@ def _clean(questions, **cfg):
     ("Compute the area of the region shown in Figure 3 above.", "refers_to_media"),
     ("求解方程 x平方加一等于零的所有复数根是什么", "unicode_ratio"),
     ("Draw it: [asy] draw((0,0)--(1,1)); [/asy] What is the slope?", None),
+    # the figure or table is inline, so nothing is missing
+    ("In the diagram below, find x. [asy] draw((0,0)--(1,1)); [/asy]", None),
+    ("The table below lists scores.\n\\begin{tabular}{cc} a & 1 \\end{tabular}\nWhich is largest?", None),
+    ("From the table below, who won?\n| name | votes |\n|---|---|\n| A | 3 |", None),
 ])
 def test_clean_rules(question, reason):
     assert _clean([question]) == [reason]

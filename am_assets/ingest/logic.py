@@ -97,6 +97,8 @@ MEDIA_PATTERN = (
     r"(following |above |below |attached |given )?(figure|image|picture|diagram|photo|table|chart|graph)\b|"
     r"\b(figure|fig\.|table) \d+)"
 )
+# the figure or table is in the text itself (MATH's [asy] drawings, LaTeX/markdown tables): nothing is missing
+INLINE_FIGURE_PATTERN = r"(?im)(\[asy\]|\\begin\{(tabular|array)\}|^\s*\|.*\|\s*$)"
 INCOMPLETE_PATTERN = r"(\.\.\.|…)\s*$|^\W*$"
 
 # first rule that fires names the reason; order = precedence
@@ -115,7 +117,7 @@ def clean_queries(df: pl.DataFrame, cfg: CleaningConfig) -> pl.DataFrame:
         .then(pl.lit("empty_or_incomplete"))
         .when(n_chars > cfg.max_chars).then(pl.lit("too_long"))
         .when(q.str.contains(URL_PATTERN)).then(pl.lit("contains_url"))
-        .when(q.str.contains(MEDIA_PATTERN)).then(pl.lit("refers_to_media"))
+        .when(q.str.contains(MEDIA_PATTERN) & ~q.str.contains(INLINE_FIGURE_PATTERN)).then(pl.lit("refers_to_media"))
         .when(non_ascii / pl.max_horizontal(q.str.len_chars(), 1) > cfg.max_unicode_ratio).then(pl.lit("unicode_ratio"))
         .when(~first_seen).then(pl.lit("duplicate"))
         .otherwise(pl.lit(None, dtype=pl.String))
