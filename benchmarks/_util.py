@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue as queue_module
 import resource
 import time
 from typing import Any, Callable
@@ -22,7 +23,13 @@ def run_measured(fn: Callable, *args) -> tuple[Any, float, int]:
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(fn, args, queue))
     proc.start()
-    out = queue.get()
+    while True:
+        try:
+            out = queue.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():  # killed (e.g. by the OOM killer): say so instead of waiting forever
+                raise RuntimeError(f"benchmark process died with exit code {proc.exitcode}") from None
     proc.join()
     return out
 
