@@ -16,7 +16,9 @@ from am_assets.schema import query_id
 from tests.conftest import PROJECT_DIR, materialize
 from tests.distill_helpers import mkey, vllm_engines, vllm_teacher, write_unique_queries  # noqa: F401
 
-QUESTIONS = [f"Write a short story about the number {i}." for i in range(24)]
+# short answers finish (and commit) long before the stories, so the kill lands mid-partition
+QUESTIONS = ([f"What is {i} + {i + 1}? Reply with the number only." for i in range(12)]
+             + [f"Write a long story about the number {i}." for i in range(12)])
 N = 2
 
 pytestmark = pytest.mark.usefixtures("vllm_engines")
@@ -28,7 +30,7 @@ def _committed(lake) -> pl.DataFrame:
 
 def test_sigkill_mid_partition_then_resume(project, instance, tmp_path):
     # chunk_size 1: every finished prompt is its own Delta append, so the kill lands between commits
-    teacher = vllm_teacher("smol", 1.0, n=N, max_tokens=96, chunk_size=1)
+    teacher = vllm_teacher("smol", 0.7, n=N, max_tokens=160, chunk_size=1)
     path = project.write({"shards": 1, "teachers": [teacher]})
     lake = project.lake()
     write_unique_queries(lake, {"s00": QUESTIONS})
