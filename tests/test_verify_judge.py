@@ -20,6 +20,9 @@ def judge(tmp_path_factory):
     cfg.write_text(json.dumps({"teachers": [{"name": "small", "kind": "vllm", "max_model_len": 2048,
                                              "kv_cache_gib": 1}]}))
     yield JudgeResource(config_path=str(cfg), max_tokens=32)
+    from resources.engines import close_engines
+
+    close_engines()  # otherwise the process may wait at exit for the vLLM engine core
     mp.undo()
 
 
