@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import polars as pl
@@ -28,12 +27,15 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`vllm serve` of the default model folder; stopped (its whole process group) at the end."""
+    """vLLM's OpenAI-compatible server for the default model folder; stopped (its whole process group) at the end."""
     port = _free_port()
     model = resolve_model("smollm2-135m")
     log = tmp_path_factory.mktemp("serve") / "vllm_serve.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_API_KEY": SECRET}
-    cmd = [str(Path(sys.executable).parent / "vllm"), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
+    # the `vllm serve` CLI of vllm-cpu 0.32 fails on its own version lookup (the distribution is named
+    # vllm-cpu); this module is the same server
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+           "--host", "127.0.0.1", "--port", str(port),
            "--served-model-name", "smol", "--max-model-len", "1024", "--dtype", "bfloat16", "--enforce-eager",
            # vLLM-CPU crashes on seeded requests whose prefill is chunked (see resources/engines.py)
            "--no-enable-chunked-prefill", "--max-num-batched-tokens", "8192"]
