@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> None:
         args.fn(args)
     except (ConfigError, MaterializationFailed) as e:
         raise SystemExit(str(e)) from None
+    finally:
+        if "resources.engines" in sys.modules:  # else the process may wait at exit for a vLLM engine core
+            sys.modules["resources.engines"].close_engines()
 
 
 if __name__ == "__main__":
