@@ -116,3 +116,14 @@ def test_backoff_grows_and_honours_retry_after():
     assert max(backoff_delay(6) for _ in range(200)) > 1.0
     assert backoff_delay(1, retry_after=3.0) >= 3.0
     assert backoff_delay(20) <= 30.0
+
+
+def test_progress_line():
+    from am_assets.distill.generate import Progress
+
+    lines = []
+    p = Progress(lines.append, "t/s00", total=10, every_s=3600)
+    p.update(4, 100)
+    assert lines == []  # not yet due
+    p.update(0, 0, force=True)
+    assert lines[0].startswith("t/s00: 4/10 prompts, 100 tokens, ") and lines[0].endswith(" tok/s")
