@@ -37,25 +37,39 @@ def _setup_env() -> None:
 
 
 def cmd_demo(args) -> None:
-    from am_assets.runner import materialize_all
-
     import dagster as dg
 
+    from am_assets.runner import materialize_all
     from definitions import build_defs
 
     defs = build_defs(args.config)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         report = materialize_all(defs, instance, force=args.force)
-    cfg = defs.resources["pipeline"].load()
-    print(f"\nDone in {time.perf_counter() - start:.0f} s. Wall time per asset:")
+    print(f"\nDone in {time.perf_counter() - start:.0f} s; {len(report.ran)} partitions ran. Wall time per asset:")
     for name, sec in report.seconds.items():
         print(f"  {name:<24} {sec:7.1f} s")
-    print(f"\nLake (Delta tables): {defs.resources['lake'].root}")
-    print(f"Dagster instance:    {os.environ['DAGSTER_HOME']}")
-    print(f"Exports:             {cfg.mix.export_dir}")
-    print(f"Models:              {cfg.training.models_dir}")
-    print("Open the UI:         make ui   (then http://127.0.0.1:3000)")
+    print(summary(defs))
+
+
+def summary(defs) -> str:
+    """Where the results are: data card, model, eval table, UI."""
+    import polars as pl
+
+    cfg, lake = defs.resources["pipeline"].load(), defs.resources["lake"]
+    lines = [f"\nLake (Delta tables):  {lake.root}",
+             f"Data card:            {cfg.mix.export_dir / 'DATA_CARD.md'}  (exports beside it)"]
+    models = lake.read("model_registry")
+    if models.height:
+        latest = models.sort("created_at").row(-1, named=True)
+        lines.append(f"Trained model:        {latest['path']}")
+    scores = lake.read("eval_scores")
+    if scores.height:
+        cols = [c for c in ("model", "benchmark", "pass_at_1", "pass_at_k", "k", "n_items") if c in scores.columns]
+        with pl.Config(tbl_rows=50, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            lines += [f"Eval table:           {lake.uri('eval_scores')}", str(scores.select(cols).sort(cols[:2]))]
+    lines.append("Open the UI:          make ui   (then http://127.0.0.1:3000)")
+    return "\n".join(lines)
 
 
 def cmd_materialize(args) -> None:
