@@ -50,6 +50,9 @@ def evaluated(tmp_path_factory, request):
         report = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=["eval_report"],
                                 instance=instance, resources=defs.resources)
         yield project, models, results, report
+    from resources.engines import close_engines
+
+    close_engines()  # a vLLM engine core left running makes pytest wait at exit
     mp.undo()
 
 

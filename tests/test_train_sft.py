@@ -109,5 +109,10 @@ def test_trained_folder_loads_in_vllm_and_generates(trained, monkeypatch):
     sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=16)
     engine = get_engine(VllmTeacher(name=model_key(str(folder)), kind="vllm", model=str(folder), sampling=sampling,
                                     max_model_len=512))
-    [[out]] = engine.chat([[{"role": "user", "content": "What is 2 + 3?"}]], sampling)
+    try:
+        [[out]] = engine.chat([[{"role": "user", "content": "What is 2 + 3?"}]], sampling)
+    finally:
+        from resources.engines import close_engines
+
+        close_engines()  # a vLLM engine core left running makes pytest wait at exit
     assert out.text.strip() and out.completion_tokens > 0
