@@ -73,7 +73,9 @@ def main() -> None:
     pipe_rate = pipe_tokens / pipe_s
     print(f"prompts {len(convs)} x n {args.n}, max_tokens {args.max_tokens}, chunk_size {args.chunk_size}; "
           f"tokens raw {raw1[0]} / {raw2[0]}, pipeline {pipe_tokens}", flush=True)
-    figure("raw vllm.LLM.chat output tok/s", raw_rate)
+    figure("raw vllm.LLM.chat output tok/s (before)", raw1[0] / raw1[1])
+    figure("raw vllm.LLM.chat output tok/s (after)", raw2[0] / raw2[1])
+    figure("raw vllm.LLM.chat output tok/s (mean)", raw_rate)
     figure("teacher_responses output tok/s", pipe_rate)
     print(f"teacher_responses / raw throughput: {pipe_rate / raw_rate:.3f} (target >= 0.95)", flush=True)
 
