@@ -219,6 +219,29 @@ class ImportTeacher(_TeacherBase):
     model_name: str | None = None  # AM 40M: keep only rows whose `model_name` is this
     model: str = "imported"
 
+    def fingerprint(self) -> str:
+        """Settings plus the file's bytes: a new or edited import file is new responses."""
+        return hashlib.blake2b(f"{super().fingerprint()}:{_file_hash(self.path)}".encode(), digest_size=8).hexdigest()
+
+
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def _file_hash(path: Path) -> str:
+    """Content hash, cached while size and mtime are unchanged (sensors ask every tick)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.blake2b(digest_size=12)
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
+
 
 Teacher = Annotated[Union[VllmTeacher, OpenAIServerTeacher, ImportTeacher], Field(discriminator="kind")]
 
