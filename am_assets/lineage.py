@@ -53,16 +53,18 @@ def partition_commit(history: list[dict[str, Any]], partition_key: str | None) -
 
 def resolve_query_id(lake: LakeResource, ident: str) -> tuple[str | None, str | None]:
     """(query_id, response_id) for a query id, a response id, or a training-mix row id."""
-    for table, col in (("teacher_responses", "response_id"), ("training_mix", "response_id"),
-                       ("training_mix", "mix_row_id"), ("raw_queries", "query_id")):
+    for table, col in (("teacher_responses", "response_id"), ("training_mix", "mix_row_id"),
+                       ("training_mix", "response_id"), ("raw_queries", "query_id")):
         if not lake.exists(table):
             continue
         lf = lake.scan(table)
-        if col not in lf.collect_schema().names():
+        names = lf.collect_schema().names()
+        if col not in names:
             continue
-        hit = lf.filter(pl.col(col) == ident).select("query_id", *([] if col == "query_id" else [col])).head(1).collect()
+        wanted = ["query_id"] + (["response_id"] if "response_id" in names else [])
+        hit = lf.filter(pl.col(col) == ident).select(wanted).head(1).collect()
         if hit.height:
-            return hit["query_id"][0], (ident if col != "query_id" else None)
+            return hit["query_id"][0], (hit["response_id"][0] if "response_id" in hit.columns else None)
     return None, None
 
 

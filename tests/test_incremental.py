@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from am_assets.lineage import trace
 from am_assets.runner import materialize_all
 from sensors.registry import record_observations
 
@@ -78,6 +79,23 @@ def test_only_stale_partitions_recompute(project, instance, tmp_path):
     assert {a for a, _ in r0.ran} >= {"raw_queries", "unique_queries", "teacher_responses", "verification_outcomes",
                                       "difficulty_scores", "training_mix", "trained_model", "eval_scores"}
     _, cursor = _tick(defs, instance, None)  # the automation baseline
+
+    # lineage: a training-mix row traces back to its raw row, with every table's commit
+    mix_row = lake.read("training_mix").row(0, named=True)
+    chain = trace(lake, mix_row["mix_row_id"])
+    tables = chain["tables"]
+    assert chain["response_id"] == mix_row["response_id"]
+    raw = tables["raw_queries"]["rows"][0]
+    assert raw["source"] == "easy" and raw["source_file"] == str(src) and raw["source_row"].isdigit()
+    assert tables["unique_queries"]["rows"][0]["representative"]
+    resp = tables["teacher_responses"]["rows"]
+    assert len(resp) == 1 and resp[0]["fingerprint"] and json.loads(resp[0]["sampling"])["n"] == N
+    assert tables["verification_outcomes"]["rows"][0]["passed"]
+    assert tables["difficulty_scores"]["rows"][0]["query_id"] == chain["query_id"]
+    assert tables["training_mix"]["rows"][0]["selection_reason"]
+    for name, info in tables.items():
+        for commit in info["commits"].values():
+            assert commit["run_id"] and commit["code_version"] == "1" and commit["delta_version"] is not None, name
 
     # 1. nothing changed: no partition is stale, automation requests nothing, and forcing a re-run
     #    of the expensive steps generates, verifies and trains nothing
