@@ -71,18 +71,29 @@ def stale_status(graph, instance):
 
 
 def materialize_all(defs, instance, select: list[str] | None = None, partition: str | None = None,
-                    only: dict[str, str] | None = None, force: bool = False, log=print) -> RunReport:
+                    only: dict[str, str] | None = None, force: bool = False, log=print,
+                    max_passes: int = 3) -> RunReport:
     """Materialize the selected assets (default: all), upstream first, each partition in its own run.
 
     Only missing or stale partitions run unless `force`. `only` restricts partitioned assets to one
     value of a dimension (a per-teacher backfill). Runs are in-process, so engines and models load
-    once per command.
+    once per command. Passes repeat until nothing is left to run: a run can create partitions
+    (a trained model becomes a new `model` partition of eval_scores) or make an earlier asset stale.
     """
     cfg = defs.resources["pipeline"].load()
     record_observations(instance, cfg)  # what the sensors would do: partitions + source data versions
+    report = RunReport()
+    for i in range(max_passes):
+        ran = len(report.ran)
+        _one_pass(defs, instance, report, select, partition, only, force and i == 0, log)
+        if len(report.ran) == ran or partition is not None:
+            break
+    return report
+
+
+def _one_pass(defs, instance, report: RunReport, select, partition, only, force, log) -> None:
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets)
-    report = RunReport()
     for key in graph.toposorted_asset_keys:
         name = key.to_user_string()
         node = graph.get(key)
@@ -109,7 +120,4 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
             for mat in result.asset_materializations_for_node(key.path[-1]):
                 report.metadata[(name, pk)] = {k: v.value for k, v in mat.metadata.items()
                                                if isinstance(v.value, (int, float, str, bool))}
-        report.seconds[name] = time.perf_counter() - start
-    return report
-
-
+        report.seconds[name] = report.seconds.get(name, 0.0) + time.perf_counter() - start
