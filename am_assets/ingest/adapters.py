@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any, Callable, Iterator
 
+from am_assets.verify.math_worker import last_boxed  # one implementation: the worker's (stdlib only)
 from resources.config import CATEGORIES, FieldMapping
 
 
@@ -48,25 +49,6 @@ def _text(value: Any, field: str, required: bool) -> str | None:
     if required:  # the question itself must be text, not a bare number
         raise FieldError(field, f"expected a string, got {type(value).__name__}")
     return str(value)
-
-
-def last_boxed(text: str) -> str | None:
-    r"""Content of the last \boxed{...} (or \fbox{...}), braces balanced; None when there is none."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    i = text.find("{", start)
-    if i < 0:
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j].strip()
-    return None  # unbalanced: the answer is cut off
 
 
 def gsm8k_answer(text: str) -> str | None:
