@@ -12,8 +12,19 @@ from sensors import ALL_SENSORS
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
-# New or changed inputs (data versions) and new code versions both make a partition stale.
-AUTOMATION = dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+
+def content_eager() -> dg.AutomationCondition:
+    """`eager()`, but reacting to a dependency's new *data version* rather than to any new
+    materialization: a rewrite with identical content (a forced re-run, a no-op) does not cascade."""
+    A = dg.AutomationCondition
+    deps_changed = A.any_deps_match(A.data_version_changed()).with_label("any_deps_data_version_changed")
+    return (A.in_latest_time_window()
+            & (A.newly_missing() | deps_changed).since_last_handled()
+            & ~A.any_deps_missing() & ~A.any_deps_in_progress() & ~A.in_progress()).with_label("eager_on_content")
+
+
+# New inputs (data versions) and new code versions both make a partition stale.
+AUTOMATION = content_eager() | dg.AutomationCondition.code_version_changed()
 
 
 def config_path() -> Path:

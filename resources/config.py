@@ -197,7 +197,7 @@ class VllmTeacher(_TeacherBase):
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     # CUDA graphs / torch.compile: ~2 min of start-up on CPU for little gain on a 135M model
     enforce_eager: bool = True
-    kv_cache_gib: float = Field(default=2, gt=0)  # VLLM_CPU_KVCACHE_SPACE when it is not set (CPU only)
+    kv_cache_gib: int = Field(default=2, gt=0)  # VLLM_CPU_KVCACHE_SPACE (whole GiB) when it is not set (CPU only)
 
 
 class OpenAIServerTeacher(_TeacherBase):

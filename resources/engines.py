@@ -65,7 +65,7 @@ _LLM_LOCK = threading.Lock()
 
 
 def vllm_llm(path: str, *, dtype: str = "bfloat16", max_model_len: int = 2048, tensor_parallel_size: int = 1,
-             gpu_memory_utilization: float = 0.9, enforce_eager: bool = True, kv_cache_gib: float = 2, seed: int = 0):
+             gpu_memory_utilization: float = 0.9, enforce_eager: bool = True, kv_cache_gib: int = 2, seed: int = 0):
     """One `vllm.LLM` per model settings per process (loading costs seconds to minutes)."""
     key = (str(path), dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization, enforce_eager, seed)
     with _LLM_LOCK:
