@@ -8,23 +8,9 @@ import dagster as dg
 from am_assets import build_all
 from resources import build_resources
 from resources.config import load_config
-from sensors import ALL_SENSORS
+from sensors import ALL_SENSORS, AUTOMATION
 
 PROJECT_DIR = Path(__file__).resolve().parent
-
-
-def content_eager() -> dg.AutomationCondition:
-    """`eager()`, but reacting to a dependency's new *data version* rather than to any new
-    materialization: a rewrite with identical content (a forced re-run, a no-op) does not cascade."""
-    A = dg.AutomationCondition
-    deps_changed = A.any_deps_match(A.data_version_changed()).with_label("any_deps_data_version_changed")
-    return (A.in_latest_time_window()
-            & (A.newly_missing() | deps_changed).since_last_handled()
-            & ~A.any_deps_missing() & ~A.any_deps_in_progress() & ~A.in_progress()).with_label("eager_on_content")
-
-
-# New inputs (data versions) and new code versions both make a partition stale.
-AUTOMATION = content_eager() | dg.AutomationCondition.code_version_changed()
 
 
 def config_path() -> Path:

@@ -12,63 +12,16 @@ the sensor logs a warning naming it. `am-distill forget <kind> <name>` deletes t
 from __future__ import annotations
 
 import json
-import os
 
 import dagster as dg
 from dagster._core.definitions.data_version import extract_data_version_from_entry  # no public equivalent
 
-from am_assets.ingest.logic import source_fingerprint
 from am_assets.partitions import benchmark_partitions, source_partitions, teacher_partitions
+from am_assets.versions import (benchmark_versions, observed_versions, settings_versions, source_versions,
+                                teacher_versions)
 from resources.pipeline import PipelineConfigResource
 
 DATA_VERSION_TAG = "dagster/data_version"
-_fingerprints: dict[tuple, str] = {}
-
-
-def cached_source_fingerprint(source) -> str:
-    """Hashing a big file every tick is wasteful: reuse the hash while size and mtime are unchanged."""
-    path = getattr(source, "path", None)
-    stat = os.stat(path) if path is not None and os.path.exists(path) else None
-    key = (source.model_dump_json(), stat and (stat.st_size, stat.st_mtime_ns))
-    if key not in _fingerprints:
-        _fingerprints[key] = source_fingerprint(source)
-    return _fingerprints[key]
-
-
-def source_versions(cfg) -> dict[str, str]:
-    return {s.name: cached_source_fingerprint(s) for s in cfg.all_sources()}
-
-
-def benchmark_versions(cfg) -> dict[str, str]:
-    from am_assets.dedup.bench_sources import benchmark_fingerprint
-
-    return {b.name: benchmark_fingerprint(b) for b in cfg.benchmarks}
-
-
-def teacher_versions(cfg) -> dict[str, str]:
-    return {t.name: t.fingerprint() for t in cfg.teachers}
-
-
-def settings_versions(cfg) -> dict[str, str]:
-    """Unpartitioned settings sources: asset name -> hash of the config it stands for."""
-    from am_assets.difficulty.assets import difficulty_settings_hash
-    from am_assets.mix.assets import mix_settings_hash
-
-    return {"difficulty_settings": difficulty_settings_hash(cfg), "mix_settings": mix_settings_hash(cfg)}
-
-
-def observed_versions(cfg) -> dict[tuple[str, str | None], str]:
-    """Every observable source asset of the project: (asset, partition or None) -> data version.
-
-    The sensors and the CLI runner record these; tests check that the assets' own observe
-    functions return the same values, so the two cannot drift apart.
-    """
-    out: dict[tuple[str, str | None], str] = {}
-    out.update({("source_files", k): v for k, v in source_versions(cfg).items()})
-    out.update({("benchmark_files", k): v for k, v in benchmark_versions(cfg).items()})
-    out.update({("teacher_config", k): v for k, v in teacher_versions(cfg).items()})
-    out.update({(k, None): v for k, v in settings_versions(cfg).items()})
-    return out
 
 
 def observations(asset: str, versions: dict[str, str], previous: dict[str, str]) -> list[dg.AssetObservation]:

@@ -7,6 +7,7 @@ from am_assets.dedup.logic import contamination_summary, dedup_summary
 from am_assets.dedup.state import as_list_column, embed_with_cache, ensure_state, read_state, with_text_hash
 from am_assets.ingest.assets import clean_queries
 from am_assets.partitions import benchmark_partitions, shard_partitions, source_partitions
+from am_assets.versions import benchmark_versions, known_versions
 from resources.embedder import EmbedderResource
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
@@ -35,10 +36,7 @@ def query_embeddings(context: dg.AssetExecutionContext, lake: LakeResource,
 @dg.observable_source_asset(partitions_def=benchmark_partitions, group_name=GROUP,
                             description="The configured benchmarks; data version = hash of settings + file bytes.")
 def benchmark_files(context, pipeline: PipelineConfigResource) -> dg.DataVersionsByPartition:
-    cfg = pipeline.load()
-    known = set(context.instance.get_dynamic_partitions("benchmark"))
-    return dg.DataVersionsByPartition(
-        {b.name: dg.DataVersion(benchmark_fingerprint(b)) for b in cfg.benchmarks if b.name in known})
+    return known_versions(context, "benchmark", benchmark_versions(pipeline.load()))
 
 
 @dg.asset(partitions_def=benchmark_partitions, deps=[benchmark_files], group_name=GROUP, code_version="1",

@@ -4,6 +4,7 @@ import dagster as dg
 from am_assets.distill.generate import TABLE, fill_partition
 from am_assets.distill.logic import eligible_queries, summary
 from am_assets.partitions import teacher_partitions, teacher_shard_partitions
+from am_assets.versions import known_versions, teacher_versions
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
 
@@ -15,10 +16,7 @@ UNIQUE_QUERIES = dg.AssetKey("unique_queries")
                             description="The registered teachers; data version = the teacher's fingerprint "
                                         "(model + sampling + prompt), so editing one teacher stales only its partitions.")
 def teacher_config(context, pipeline: PipelineConfigResource) -> dg.DataVersionsByPartition:
-    cfg = pipeline.load()
-    known = set(context.instance.get_dynamic_partitions("teacher"))
-    return dg.DataVersionsByPartition(
-        {t.name: dg.DataVersion(t.fingerprint()) for t in cfg.teachers if t.name in known})
+    return known_versions(context, "teacher", teacher_versions(pipeline.load()))
 
 
 def build_teacher_responses(n_shards: int) -> dg.AssetsDefinition:

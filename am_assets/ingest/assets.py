@@ -4,6 +4,7 @@ import dagster as dg
 from am_assets.ingest.logic import clean_queries as clean_rules
 from am_assets.ingest.logic import drop_counts, ingest_source, source_fingerprint
 from am_assets.partitions import source_partitions
+from am_assets.versions import known_versions, source_versions
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
 
@@ -13,10 +14,7 @@ GROUP = "ingest"
 @dg.observable_source_asset(partitions_def=source_partitions, group_name=GROUP,
                             description="The configured query sources; data version = hash of settings + file bytes.")
 def source_files(context, pipeline: PipelineConfigResource) -> dg.DataVersionsByPartition:
-    cfg = pipeline.load()
-    known = set(context.instance.get_dynamic_partitions("source"))
-    return dg.DataVersionsByPartition(
-        {s.name: dg.DataVersion(source_fingerprint(s)) for s in cfg.all_sources() if s.name in known})
+    return known_versions(context, "source", source_versions(pipeline.load()))
 
 
 @dg.asset(partitions_def=source_partitions, deps=[source_files], group_name=GROUP, code_version="1",

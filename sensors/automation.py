@@ -1,0 +1,56 @@
+"""The automation condition on every materializable asset, and the sensor that evaluates it."""
+
+import dagster as dg
+
+A = dg.AutomationCondition
+
+
+class SourceVersionChanged(dg.AutomationCondition):
+    """Partitions last materialized against an observable source's data version that has since changed
+    (an edited teacher, a changed source file or setting).
+
+    A state, not an event: Dagster 1.13 attaches timing metadata to materializations only, so in
+    `since_last_handled()` a new observation loses to a materialization of the same partition that
+    lands in the same tick window, and the edit would never be requested. The stale causes are
+    the same the UI shows and `am-distill demo` acts on.
+    """
+
+    @property
+    def name(self) -> str:
+        return "source_version_changed"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        # internal API: Dagster exports no public staleness query (reference/dagster.md section 3)
+        from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCauseCategory
+        from dagster._core.loader import LoadingContextForTest
+
+        graph, view = context.asset_graph, context.asset_graph_view
+        sources = {k for k in graph.get(context.key).parent_keys if graph.get(k).is_observable}
+        if not sources:
+            return dg.AutomationResult(context, context.get_empty_subset())
+        resolver = CachingStaleStatusResolver(view.instance, graph, LoadingContextForTest(view.instance))
+        changed = {ap for ap in context.candidate_subset.expensively_compute_asset_partitions()
+                   if any(c.category == StaleCauseCategory.DATA and c.dependency is not None
+                          and c.dependency.asset_key in sources
+                          for c in resolver.get_stale_causes(ap.asset_key, ap.partition_key))}
+        return dg.AutomationResult(context, view.get_asset_subset_from_asset_partitions(context.key, changed))
+
+
+def content_eager() -> dg.AutomationCondition:
+    """`eager()`, but reacting to a dependency's new *data version* rather than to any new
+    materialization: a rewrite with identical content (a forced re-run, a no-op) does not cascade."""
+    deps_changed = A.any_deps_match(A.data_version_changed()).with_label("any_deps_data_version_changed")
+    source_changed = (SourceVersionChanged() & ~A.execution_failed()).with_label("source_version_changed")
+    return (A.in_latest_time_window()
+            & ((A.newly_missing() | deps_changed).since_last_handled() | source_changed)
+            & ~A.any_deps_missing() & ~A.any_deps_in_progress() & ~A.in_progress()).with_label("eager_on_content")
+
+
+# New inputs (data versions) and new code versions both make a partition stale.
+AUTOMATION = content_eager() | A.code_version_changed()
+
+# evaluated in the code server, as the custom condition above requires
+automation = dg.AutomationConditionSensorDefinition(
+    "automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30, use_user_code_server=True,
+    description="Requests the partitions whose inputs, code or config changed.")
