@@ -38,11 +38,15 @@ class SourceVersionChanged(dg.AutomationCondition):
 
 def content_eager() -> dg.AutomationCondition:
     """`eager()`, but reacting to a dependency's new *data version* rather than to any new
-    materialization: a rewrite with identical content (a forced re-run, a no-op) does not cascade."""
+    materialization (a rewrite with identical content does not cascade), and to *states* as well as
+    events: a partition that is missing, or built against a config version that has since changed,
+    is requested whenever its inputs are ready. `eager()` alone forgets a partition that was already
+    missing at the sensor's first tick (a source registered just before it) for good."""
     deps_changed = A.any_deps_match(A.data_version_changed()).with_label("any_deps_data_version_changed")
-    source_changed = (SourceVersionChanged() & ~A.execution_failed()).with_label("source_version_changed")
+    # a failed run is not retried in a loop: it waits for a change of its inputs or a manual launch
+    needs_build = ((A.missing() | SourceVersionChanged()) & ~A.execution_failed()).with_label("missing_or_config_changed")
     return (A.in_latest_time_window()
-            & ((A.newly_missing() | deps_changed).since_last_handled() | source_changed)
+            & (deps_changed.since_last_handled() | needs_build)
             & ~A.any_deps_missing() & ~A.any_deps_in_progress() & ~A.in_progress()).with_label("eager_on_content")
 
 

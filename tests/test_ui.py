@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -133,3 +134,37 @@ def test_launch_partition_through_graphql_and_screenshot(dagster_dev, project, t
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
     if os.environ.get("AM_DISTILL_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["AM_DISTILL_KEEP_SCREENSHOT"])
+
+
+def _wait_for(predicate, timeout=300, what=""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(3)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def test_sensors_and_automation_ingest_a_new_source_and_reingest_an_edited_one(dagster_dev, project, tmp_path):
+    """No launch by hand: the source sensor registers the partition, the automation sensor (running by
+    default, evaluated in the code server) ingests it, and re-ingests it after its config is edited."""
+    import dagster as dg
+
+    from dagster._core.instance.ref import InstanceRef
+
+    home = tmp_path / "dagster_home"
+    lake = project.lake()
+
+    def raw_rows() -> int:
+        return lake.read("raw_queries", {"source": "rg"}).height if lake.exists("raw_queries") else 0
+
+    _wait_for(lambda: raw_rows() == 5, what="automation to ingest the new source")
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        assert instance.get_dynamic_partitions("source") == ["rg"]
+        run = instance.get_run_by_id(instance.get_latest_materialization_event(dg.AssetKey("raw_queries")).run_id)
+        assert run.tags["dagster/sensor_name"] == "automation"
+
+    config = yaml.safe_load(project.config_path.read_text())
+    config["sources"][0]["count"] = 6  # an edited source: a new observed version, so the partition is stale
+    project.write(config)
+    _wait_for(lambda: raw_rows() == 6, what="automation to re-ingest the edited source")
