@@ -28,6 +28,15 @@ def model_benchmark_partitions() -> dg.MultiPartitionsDefinition:
     return dg.MultiPartitionsDefinition({"model": model_partitions, "benchmark": benchmark_partitions})
 
 
+def partition_dimensions(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The run's multi-partition key by dimension. A run launched with only the `dagster/partition`
+    tag (the GraphQL API, scripts) gets a plain "s00|t1" string rather than a MultiPartitionKey."""
+    key = context.partition_key
+    if isinstance(key, dg.MultiPartitionKey):
+        return key.keys_by_dimension
+    return context.assets_def.partitions_def.get_partition_key_from_str(key).keys_by_dimension
+
+
 def sync_dynamic_partitions(instance: dg.DagsterInstance, cfg) -> dict[str, list[str]]:
     """Register every source, teacher and benchmark named in the config; returns what was added."""
     added = {}

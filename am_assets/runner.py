@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from resources.engines import engines_kept_open
 from sensors.registry import record_observations
 
 
@@ -83,11 +84,12 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
     cfg = defs.resources["pipeline"].load()
     record_observations(instance, cfg)  # what the sensors would do: partitions + source data versions
     report = RunReport()
-    for i in range(max_passes):
-        ran = len(report.ran)
-        _one_pass(defs, instance, report, select, partition, only, force and i == 0, log)
-        if len(report.ran) == ran or partition is not None:
-            break
+    with engines_kept_open():  # one process for every partition: load each model once
+        for i in range(max_passes):
+            ran = len(report.ran)
+            _one_pass(defs, instance, report, select, partition, only, force and i == 0, log)
+            if len(report.ran) == ran or partition is not None:
+                break
     return report
 
 

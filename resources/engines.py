@@ -18,6 +18,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -342,6 +343,38 @@ def get_engine(cfg) -> Engine:
         kinds = {"vllm": VllmEngine, "openai_server": OpenAIServerEngine, "import": ImportEngine}
         _ENGINES[key] = kinds[cfg.kind](cfg)
     return _ENGINES[key]
+
+
+_keep_open = 0
+
+
+@contextmanager
+def engines_kept_open():
+    """Within this block `release_engines()` keeps engines loaded: the CLI runner materializes many
+    partitions in one process and loads each model once."""
+    global _keep_open
+    _keep_open += 1
+    try:
+        yield
+    finally:
+        _keep_open -= 1
+
+
+def release_engines() -> None:
+    """Called by every asset that may start a vLLM engine, when it finishes. A Dagster step
+    subprocess (`dagster dev`, the UI) otherwise reports the step done but waits minutes at exit
+    for the engine core, and the run stays "in progress"."""
+    if not _keep_open:
+        close_engines()
+
+
+@contextmanager
+def engines_in_use():
+    """Wraps the part of an asset that may start an engine; releases them on the way out, failed or not."""
+    try:
+        yield
+    finally:
+        release_engines()
 
 
 def close_engines(timeout: float = 30) -> None:

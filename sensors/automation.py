@@ -1,5 +1,7 @@
 """The automation condition on every materializable asset, and the sensor that evaluates it."""
 
+import os
+
 import dagster as dg
 
 A = dg.AutomationCondition
@@ -53,8 +55,12 @@ def content_eager() -> dg.AutomationCondition:
 # New inputs (data versions) and new code versions both make a partition stale.
 AUTOMATION = content_eager() | A.code_version_changed()
 
+# AM_DISTILL_AUTOMATION=off starts a fresh instance with the sensor stopped (launch by hand first)
+_on = os.environ.get("AM_DISTILL_AUTOMATION", "on").lower() not in ("0", "off", "false", "no")
+
 # evaluated in the code server, as the custom condition above requires
 automation = dg.AutomationConditionSensorDefinition(
-    "automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    "automation", target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING if _on else dg.DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=30, use_user_code_server=True,
     description="Requests the partitions whose inputs, code or config changed.")

@@ -64,9 +64,10 @@ def partition_files(lake, table: str, teacher: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def vllm_engines():
-    """Module-scoped: engines loaded by the module's tests are shut down at its end (a vLLM engine
-    core left running makes the pytest process wait at exit)."""
-    from resources.engines import close_engines
+    """Module-scoped: engines stay loaded across the module's materializations (as in the CLI runner)
+    and are shut down at its end (a vLLM engine core left running makes pytest wait at exit)."""
+    from resources.engines import close_engines, engines_kept_open
 
-    yield
+    with engines_kept_open():
+        yield
     close_engines()

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from am_assets.train.registry import sync_model_partitions
+from resources.engines import close_engines, engines_kept_open
 from tests.conftest import Project, materialize, shared
 from tests.train_data import TINY_TRAINING, gsm8k_mix
 
@@ -43,15 +44,14 @@ def evaluated(tmp_path_factory, request):
         sync_model_partitions(instance, project.cfg(), project.lake())
         models = sorted(instance.get_dynamic_partitions("model"))
         results = {}
-        for model in models:
-            for bench in ("gsm8k", "humaneval"):
-                key = dg.MultiPartitionKey({"model": model, "benchmark": bench})
-                results[(model, bench)] = materialize(defs, instance, ["eval_scores"], partition_key=key)
+        with engines_kept_open():  # each model loads once, as in the CLI runner
+            for model in models:
+                for bench in ("gsm8k", "humaneval"):
+                    key = dg.MultiPartitionKey({"model": model, "benchmark": bench})
+                    results[(model, bench)] = materialize(defs, instance, ["eval_scores"], partition_key=key)
         report = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=["eval_report"],
                                 instance=instance, resources=defs.resources)
         yield project, models, results, report
-    from resources.engines import close_engines
-
     close_engines()  # a vLLM engine core left running makes pytest wait at exit
     mp.undo()
 

@@ -35,10 +35,10 @@ def _free_port() -> int:
 
 
 class DagsterDev:
-    def __init__(self, config: Path, home: Path):
+    def __init__(self, config: Path, home: Path, **env):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, AM_DISTILL_CONFIG=str(config), DAGSTER_HOME=str(home))
+        env = dict(os.environ, AM_DISTILL_CONFIG=str(config), DAGSTER_HOME=str(home), **env)
         exe = Path(sys.executable).parent / "dagster"
         self.log = open(home / "dagster-dev.log", "w")
         self.proc = subprocess.Popen(
@@ -64,12 +64,15 @@ class DagsterDev:
         r.raise_for_status()
         return r.json()["data"]
 
-    def launch(self, asset: str, partition: str) -> str:
+    def launch(self, asset: str, partition: str, **dimensions: str) -> str:
+        # the UI's tags: the partition key, and one tag per dimension of a multi-partition key
+        tags = [{"key": "dagster/partition", "value": partition}]
+        tags += [{"key": f"dagster/partition/{dim}", "value": key} for dim, key in dimensions.items()]
         params = {
             "selector": {"repositoryLocationName": "am_distill", "repositoryName": "__repository__",
                          "pipelineName": "__ASSET_JOB", "assetSelection": [{"path": [asset]}], "assetCheckSelection": []},
             "mode": "default",
-            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+            "executionMetadata": {"tags": tags},
             "runConfigData": {},
         }
         out = self.gql(LAUNCH, {"params": params})["launchPipelineExecution"]
@@ -96,40 +99,74 @@ class DagsterDev:
         self.log.close()
 
 
+TEACHER = {"name": "t1", "kind": "vllm", "model": "smollm2-135m", "kv_cache_gib": 1,
+           "sampling": {"n": 1, "max_tokens": 8}}
+SOURCE = {"name": "rg", "kind": "reasoning_gym", "datasets": ["basic_arithmetic"], "count": 5}
+
+
 @pytest.fixture
-def dagster_dev(project, tmp_path):
-    project.write({"shards": 2, "sources": [{"name": "rg", "kind": "reasoning_gym",
-                                             "datasets": ["basic_arithmetic"], "count": 5}]})
+def dagster_home(tmp_path) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((PROJECT_DIR / "scripts" / "dagster.yaml").read_text())
-    server = DagsterDev(project.config_path, home)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
+    return home
+
+
+@pytest.fixture
+def start_dagster_dev(project, dagster_home):
+    servers = []
+
+    def start(**env) -> DagsterDev:
+        servers.append(DagsterDev(project.config_path, dagster_home, **env))
+        servers[-1].wait_ready()
+        return servers[-1]
+
+    yield start
+    for server in servers:
         server.stop()
 
 
-def test_launch_partition_through_graphql_and_screenshot(dagster_dev, project, tmp_path):
+def _instance(home: Path):
     import dagster as dg
 
     from dagster._core.instance.ref import InstanceRef
 
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "dagster_home"))) as instance:
-        instance.add_dynamic_partitions("source", ["rg"])
-    run_id = dagster_dev.launch("raw_queries", "rg")
-    assert dagster_dev.wait_run(run_id) == "SUCCESS", (tmp_path / "dagster_home" / "dagster-dev.log").read_text()[-3000:]
-    assert project.lake().read("raw_queries", {"source": "rg"}).height == 5
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+
+
+def test_launch_one_teacher_partition_through_graphql_and_screenshot(project, dagster_home, start_dagster_dev):
+    import dagster as dg
+
+    from am_assets.distill.logic import eligible_queries
+    from am_assets.runner import materialize_all
+
+    project.write({"shards": 2, "sources": [SOURCE], "teachers": [TEACHER]})
+    defs = project.defs()
+    upstream = [k.to_user_string() for k in dg.AssetSelection.assets("unique_queries").upstream()
+                .resolve(defs.resolve_asset_graph())]
+    with _instance(dagster_home) as instance:  # the queries exist; no teacher has run yet
+        materialize_all(defs, instance, select=upstream, log=lambda *_: None)
+
+    server = start_dagster_dev(AM_DISTILL_AUTOMATION="off")  # only what the test launches runs
+    run_id = server.launch("teacher_responses", "s00|t1", shard="s00", teacher="t1")
+    # well under the minutes a step subprocess would wait at exit for an engine it did not release
+    assert server.wait_run(run_id, timeout=240) == "SUCCESS", (dagster_home / "dagster-dev.log").read_text()[-3000:]
+    lake = project.lake()
+    responses = lake.read("teacher_responses")
+    assert responses.height == eligible_queries(lake.read("unique_queries", {"shard": "s00"})).height > 0
+    assert set(responses["shard"]) == {"s00"} and set(responses["teacher"]) == {"t1"}
+    with _instance(dagster_home) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("teacher_responses"))
+        assert event.run_id == run_id and event.dagster_event.partition == "s00|t1"
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (Debian package `chromium`; scripts/bootstrap.sh installs it as root)")
-    shot = tmp_path / "asset-graph.png"
+    shot = dagster_home.parent / "asset-graph.png"
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1400,900", "--virtual-time-budget=20000",
-                    f"--screenshot={shot}", f"{dagster_dev.url}/asset-groups"],
+                    f"--user-data-dir={dagster_home.parent / 'chrome'}", "--window-size=1400,900",
+                    "--virtual-time-budget=20000", f"--screenshot={shot}", f"{server.url}/asset-groups"],
                    check=True, timeout=180, capture_output=True)
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
     if os.environ.get("AM_DISTILL_KEEP_SCREENSHOT"):
@@ -145,21 +182,21 @@ def _wait_for(predicate, timeout=300, what=""):
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def test_sensors_and_automation_ingest_a_new_source_and_reingest_an_edited_one(dagster_dev, project, tmp_path):
+def test_sensors_and_automation_ingest_a_new_source_and_reingest_an_edited_one(project, dagster_home,
+                                                                               start_dagster_dev):
     """No launch by hand: the source sensor registers the partition, the automation sensor (running by
     default, evaluated in the code server) ingests it, and re-ingests it after its config is edited."""
     import dagster as dg
 
-    from dagster._core.instance.ref import InstanceRef
-
-    home = tmp_path / "dagster_home"
+    project.write({"shards": 2, "sources": [SOURCE]})
+    start_dagster_dev()  # automation on, as by default
     lake = project.lake()
 
     def raw_rows() -> int:
         return lake.read("raw_queries", {"source": "rg"}).height if lake.exists("raw_queries") else 0
 
     _wait_for(lambda: raw_rows() == 5, what="automation to ingest the new source")
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with _instance(dagster_home) as instance:
         assert instance.get_dynamic_partitions("source") == ["rg"]
         run = instance.get_run_by_id(instance.get_latest_materialization_event(dg.AssetKey("raw_queries")).run_id)
         assert run.tags["dagster/sensor_name"] == "automation"

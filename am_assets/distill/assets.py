@@ -3,8 +3,9 @@ import dagster as dg
 
 from am_assets.distill.generate import TABLE, fill_partition
 from am_assets.distill.logic import eligible_queries, summary
-from am_assets.partitions import teacher_partitions, teacher_shard_partitions
+from am_assets.partitions import partition_dimensions, teacher_partitions, teacher_shard_partitions
 from am_assets.versions import known_versions, teacher_versions
+from resources.engines import engines_in_use
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
 
@@ -30,11 +31,12 @@ def build_teacher_responses(n_shards: int) -> dg.AssetsDefinition:
     def teacher_responses(context: dg.AssetExecutionContext, lake: LakeResource,
                           pipeline: PipelineConfigResource) -> dg.MaterializeResult:
         cfg = pipeline.load()
-        keys = context.partition_key.keys_by_dimension
+        keys = partition_dimensions(context)
         teacher, shard = cfg.teacher(keys["teacher"]), keys["shard"]
         unique = lake.read("unique_queries", {"shard": shard})
         queries = eligible_queries(unique)
-        result = fill_partition(lake, teacher, shard, queries, log=context.log.info, context=context)
+        with engines_in_use():
+            result = fill_partition(lake, teacher, shard, queries, log=context.log.info, context=context)
         stats = summary(result.rows)
         context.log.info(f"{teacher.name}/{shard}: {stats.get('rows', 0)} rows ({result.kept} kept, "
                          f"{result.generated} generated, {result.removed} removed) in {result.seconds:.1f} s")

@@ -7,9 +7,10 @@ import polars as pl
 
 from am_assets.evaluate.logic import conversations, item_table, samples_frame, score_samples, summary_row
 from am_assets.evaluate.report import comparison, comparison_markdown, comparison_png, regressions
-from am_assets.partitions import model_benchmark_partitions
+from am_assets.partitions import model_benchmark_partitions, partition_dimensions
 from am_assets.train.logic import png_markdown
 from am_assets.train.registry import eval_models, read_registry
+from resources.engines import engines_in_use, get_engine
 from resources.judge import JudgeResource
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
@@ -21,7 +22,6 @@ SCORES, ITEMS = "eval_scores", "eval_items"
 
 def _engine(model_key: str, model: str, sampling, max_model_len: int):
     from resources.config import VllmTeacher
-    from resources.engines import get_engine  # imports vLLM: only when a partition really runs
 
     return get_engine(VllmTeacher(name=model_key, kind="vllm", model=model, sampling=sampling,
                                   max_model_len=max_model_len))
@@ -55,7 +55,7 @@ def eval_scores(context: dg.AssetExecutionContext, lake: LakeResource, pipeline:
 
     cfg = pipeline.load()
     ev = cfg.evaluation
-    keys = context.partition_key.keys_by_dimension
+    keys = partition_dimensions(context)
     model, benchmark = keys["model"], keys["benchmark"]
     models = eval_models(cfg, lake)
     if model not in models:
@@ -69,12 +69,14 @@ def eval_scores(context: dg.AssetExecutionContext, lake: LakeResource, pipeline:
                               max_tokens=bcfg.max_tokens, seed=ev.seed)
     context.log.info(f"{model} on {benchmark}: {bench.height} items x {bcfg.samples} samples, "
                      f"max_tokens {bcfg.max_tokens}")
-    outs = _engine(model, models[model], sampling, ev.max_model_len).chat(
-        conversations(bench, ev.system_prompt, ev.math_suffix), sampling)
-    samples = samples_frame(bench, outs, model, benchmark)
-    context.log.info(f"{samples.height} samples generated ({int(samples['completion_tokens'].sum())} tokens); verifying")
-    scored = score_samples(samples, bench, cfg.verification, sandbox_factory=sandbox.get, judge=judge,
-                           judge_version=judge.version(), log=context.log.info)
+    with engines_in_use():
+        outs = _engine(model, models[model], sampling, ev.max_model_len).chat(
+            conversations(bench, ev.system_prompt, ev.math_suffix), sampling)
+        samples = samples_frame(bench, outs, model, benchmark)
+        context.log.info(f"{samples.height} samples generated ({int(samples['completion_tokens'].sum())} tokens); "
+                         "verifying")
+        scored = score_samples(samples, bench, cfg.verification, sandbox_factory=sandbox.get, judge=judge,
+                               judge_version=judge.version(), log=context.log.info)
     items = item_table(scored, bcfg.samples)
     part = {"model": model, "benchmark": benchmark}
     lake.write_partition(ITEMS, items, part, context=context)

@@ -1,8 +1,9 @@
 """verification_outcomes [teacher x shard]: one verdict row per teacher response."""
 import dagster as dg
 
-from am_assets.partitions import teacher_shard_partitions
+from am_assets.partitions import partition_dimensions, teacher_shard_partitions
 from am_assets.verify.logic import OUTCOME_SCHEMA, summary, verify_partition
+from resources.engines import engines_in_use
 from resources.judge import JudgeResource
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
@@ -23,7 +24,7 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
     def verification_outcomes(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineConfigResource,
                               sandbox: SandboxResource, judge: JudgeResource) -> dg.MaterializeResult:
         cfg = pipeline.load()
-        keys = context.partition_key.keys_by_dimension
+        keys = partition_dimensions(context)
         part = {"teacher": keys["teacher"], "shard": keys["shard"]}
         responses = lake.read("teacher_responses", part)
         if responses.height == 0:
@@ -34,8 +35,9 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         if responses is None:
             df, stats = _empty_outcomes(), {"verified": 0, "reused": 0}
         else:
-            df, stats = verify_partition(responses, queries, cached, cfg.verification, sandbox_factory=sandbox.get,
-                                         judge=judge, judge_version=judge.version(), log=context.log.info)
+            with engines_in_use():  # a judge may run on vLLM
+                df, stats = verify_partition(responses, queries, cached, cfg.verification, sandbox_factory=sandbox.get,
+                                             judge=judge, judge_version=judge.version(), log=context.log.info)
         version = lake.write_partition(TABLE, df, part, context=context)
         context.log.info(f"{part}: {stats['verified']} verified, {stats['reused']} reused from the cache")
         return materialize_result(lake, TABLE, df, version, {
