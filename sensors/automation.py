@@ -46,7 +46,8 @@ def content_eager() -> dg.AutomationCondition:
     missing at the sensor's first tick (a source registered just before it) for good."""
     deps_changed = A.any_deps_match(A.data_version_changed()).with_label("any_deps_data_version_changed")
     # a failed run is not retried in a loop: it waits for a change of its inputs or a manual launch
-    needs_build = ((A.missing() | SourceVersionChanged()) & ~A.execution_failed()).with_label("missing_or_config_changed")
+    needs_build = ((A.missing() | SourceVersionChanged()) & ~A.execution_failed()).with_label(
+        "missing_or_config_changed")
     return (A.in_latest_time_window()
             & (deps_changed.since_last_handled() | needs_build)
             & ~A.any_deps_missing() & ~A.any_deps_in_progress() & ~A.in_progress()).with_label("eager_on_content")

@@ -1,5 +1,7 @@
-"""The UI: `dagster dev` serves the code location; a partition launched through the webserver's GraphQL
-API (as the UI's Materialize button does) succeeds; headless Chromium renders the asset graph."""
+"""The UI: `dagster dev` serves the code location; one teacher partition launched through the
+webserver's GraphQL API (as the UI's Materialize button does) succeeds and writes only that partition;
+headless Chromium renders the asset graph; and with the sensors on, a new or edited source is ingested
+by the automation sensor without any launch by hand."""
 
 import os
 import shutil
