@@ -4,25 +4,13 @@ The observable source assets report these, and so do the registry sensors and th
 (`sensors/registry.py`); one definition, so the two can never disagree.
 """
 
-import os
+import dagster as dg
 
 from am_assets.ingest.logic import source_fingerprint
 
-_fingerprints: dict[tuple, str] = {}
-
-
-def cached_source_fingerprint(source) -> str:
-    """Hashing a big file every tick is wasteful: reuse the hash while size and mtime are unchanged."""
-    path = getattr(source, "path", None)
-    stat = os.stat(path) if path is not None and os.path.exists(path) else None
-    key = (source.model_dump_json(), stat and (stat.st_size, stat.st_mtime_ns))
-    if key not in _fingerprints:
-        _fingerprints[key] = source_fingerprint(source)
-    return _fingerprints[key]
-
 
 def source_versions(cfg) -> dict[str, str]:
-    return {s.name: cached_source_fingerprint(s) for s in cfg.all_sources()}
+    return {s.name: source_fingerprint(s) for s in cfg.all_sources()}
 
 
 def benchmark_versions(cfg) -> dict[str, str]:
@@ -56,7 +44,5 @@ def observed_versions(cfg) -> dict[tuple[str, str | None], str]:
 
 def known_versions(context, dimension: str, versions: dict[str, str]):
     """An observe function's result: the versions of the partitions already registered."""
-    import dagster as dg
-
     known = set(context.instance.get_dynamic_partitions(dimension))
     return dg.DataVersionsByPartition({k: dg.DataVersion(v) for k, v in versions.items() if k in known})

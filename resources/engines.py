@@ -350,7 +350,7 @@ _keep_open = 0
 
 @contextmanager
 def engines_kept_open():
-    """Within this block `release_engines()` keeps engines loaded: the CLI runner materializes many
+    """Within this block `engines_in_use()` keeps engines loaded: the CLI runner materializes many
     partitions in one process and loads each model once."""
     global _keep_open
     _keep_open += 1
@@ -360,21 +360,16 @@ def engines_kept_open():
         _keep_open -= 1
 
 
-def release_engines() -> None:
-    """Called by every asset that may start a vLLM engine, when it finishes. A Dagster step
-    subprocess (`dagster dev`, the UI) otherwise reports the step done but waits minutes at exit
-    for the engine core, and the run stays "in progress"."""
-    if not _keep_open:
-        close_engines()
-
-
 @contextmanager
 def engines_in_use():
-    """Wraps the part of an asset that may start an engine; releases them on the way out, failed or not."""
+    """Wraps the part of an asset that may start an engine and shuts engines down on the way out,
+    failed or not (unless kept open). A Dagster step subprocess (`dagster dev`, the UI) otherwise
+    reports the step done but waits minutes at exit for the engine core, and the run stays "in progress"."""
     try:
         yield
     finally:
-        release_engines()
+        if not _keep_open:
+            close_engines()
 
 
 def close_engines(timeout: float = 30) -> None:

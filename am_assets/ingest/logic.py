@@ -21,16 +21,24 @@ from am_assets.schema import QUERY_SCHEMA, REJECTED_SCHEMA, query_id
 from resources.config import CleaningConfig, FileSource, HumanEvalSource, ReasoningGymSource
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def source_fingerprint(source) -> str:
-    """Data version of a source: its settings plus, for files, the file's bytes."""
-    h = hashlib.blake2b(digest_size=12)
-    h.update(json.dumps(source.model_dump(mode="json"), sort_keys=True).encode())
+    """Data version of a source: its settings plus, for files, the file's bytes. Cached while the
+    file's size and mtime are unchanged: the sensors ask every tick."""
+    settings = json.dumps(source.model_dump(mode="json"), sort_keys=True)
     path = source_file_path(source)
-    if path is not None and path.is_file():
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    stat = path.stat() if path is not None and path.is_file() else None
+    key = (settings, str(path), stat and (stat.st_size, stat.st_mtime_ns))
+    if key not in _FINGERPRINTS:
+        h = hashlib.blake2b(settings.encode(), digest_size=12)
+        if stat is not None:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        _FINGERPRINTS[key] = h.hexdigest()
+    return _FINGERPRINTS[key]
 
 
 def source_file_path(source) -> Path | None:
