@@ -1,10 +1,11 @@
-"""The code sandbox: run many untrusted Python programs with limits, report each one's outcome.
+"""The code sandbox: run many untrusted programs with limits, report each one's outcome.
 
 Two backends behind one interface (`Sandbox.run(programs) -> results`), both driving the same
 stdlib-only runner script (resources/sandbox_runner.py):
 - `docker`: one container per batch (docker SDK): no network, memory/pids/CPU limits, read-only root,
-  tmpfs work dir, uid 65534, no capabilities, no-new-privileges. The runner runs inside it and starts
-  each program with its own timeout and rlimits; container start-up is paid once per batch.
+  tmpfs work dir, no-new-privileges, only the capabilities the runner needs to give each program slot
+  its own uid (SETUID/SETGID, CHOWN, DAC_OVERRIDE, FOWNER, KILL). The runner runs inside it as root
+  and starts each program with its own uid, timeout and rlimits; start-up is paid once per batch.
 - `local`: the runner as a host subprocess. Each program gets rlimits (CPU, address space, processes,
   file size), a fresh work dir and, when we are root, its own unprivileged uid (uid_base + slot) in
   new network and mount namespaces (no network, private /tmp, read-only root where allowed); its
@@ -22,20 +23,43 @@ import shutil
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 import dagster as dg
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
+BUILD_MEMORY_MB = 1024  # g++ on <bits/stdc++.h> needs more address space than a program
 
 
 @dataclass(frozen=True)
 class Program:
-    code: str
+    """`code` runs as prog.py, or `files` with `argv` ({python}: the interpreter; {rfd}/{wfd}: the pipe
+    to the driver), after `build` ({"argv", "timeout_s", "memory_mb"}), once per `runs` entry
+    ({"stdin", "timeout_s"}); `driver` ({"files", "argv", "stdin"}) makes it a program/driver pair
+    (see sandbox_runner.py)."""
+
+    code: str = ""
     stdin: str = ""
     timeout_s: float | None = None  # None: the sandbox's default
+    files: dict | None = None
+    argv: list | None = None
+    build: dict | None = None
+    runs: list | None = None
+    driver: dict | None = None
+
+    def spec(self) -> dict:
+        d = {"code": self.code, "stdin": self.stdin, "timeout_s": self.timeout_s}
+        d.update({k: v for k, v in (("files", self.files), ("argv", self.argv), ("build", self.build),
+                                     ("runs", self.runs), ("driver", self.driver)) if v})
+        return d
+
+    def budget(self, default_timeout: float) -> float:
+        """An upper bound on its wall-clock time."""
+        t = self.timeout_s or default_timeout
+        runs = sum((r.get("timeout_s") or t) + 0.5 for r in self.runs) if self.runs else t + 0.5
+        return runs + (float(self.build["timeout_s"]) if self.build else 0) + (2 if self.driver else 0)
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,7 @@ class RunResult:
     stderr: str
     error: str  # last stderr line (or the sandbox failure) when reason != ok
     duration_s: float
+    extra: dict = field(default_factory=dict)  # "build", "runs", "driver": results of those steps
 
     @property
     def ok(self) -> bool:
@@ -53,7 +78,8 @@ class RunResult:
 
     @classmethod
     def from_json(cls, d: dict) -> "RunResult":
-        return cls(d["reason"], d["exit_code"], d["stdout"], d["stderr"], d["error"], d["duration_s"])
+        return cls(d["reason"], d["exit_code"], d["stdout"], d["stderr"], d["error"], d["duration_s"],
+                   {k: d[k] for k in ("build", "runs", "driver") if k in d})
 
 
 @dataclass(frozen=True)
@@ -90,7 +116,8 @@ class _RunnerSandbox:
         raise NotImplementedError
 
     def _batch(self, programs: list[Program], parallel: int) -> dict:
-        return {"programs": [{"code": p.code, "stdin": p.stdin, "timeout_s": p.timeout_s} for p in programs],
+        return {"programs": [p.spec() for p in programs],
+                "budget_s": 60 + sum(p.budget(self.limits.timeout_s) + 1 for p in programs),
                 "limits": self.limits.runner_limits(), "parallel": parallel}
 
     def _run_once(self, programs: list[Program], parallel: int) -> tuple[dict[int, RunResult], int | None, str]:
@@ -119,6 +146,13 @@ class _RunnerSandbox:
                 res = RunResult("sandbox_error", None, "", "", f"{type(e).__name__}: {e}", 0.0)
             results[i] = res
         return [results[i] for i in range(len(programs))]
+
+
+def _write_private(path: Path, batch: dict) -> None:
+    """batch.json holds every program's tests: readable by the runner (root) only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(batch, f)
 
 
 def _killed(rc: int | None) -> bool:
@@ -173,9 +207,9 @@ class LocalSandbox(_RunnerSandbox):
         os.chmod(work, 0o711)  # programs may enter their own dir, not list the others
         batch.update(workdir=work, python=self.python, uid_base=self.uid_base)
         batch["limits"]["namespaces"] = self.namespaces
-        (batch_dir / "batch.json").write_text(json.dumps(batch))
+        _write_private(batch_dir / "batch.json", batch)
         # a bound on the runner itself (each program already has its own timeout)
-        budget = 60 + sum((p["timeout_s"] or self.limits.timeout_s) + 1 for p in batch["programs"])
+        budget = batch["budget_s"]
         try:
             proc = subprocess.run([sys.executable, str(batch_dir / "runner.py"), str(batch_dir / "batch.json")],
                                   capture_output=True, text=True, start_new_session=True, timeout=budget)
@@ -196,18 +230,17 @@ class DockerSandbox(_RunnerSandbox):
     def _exec_runner(self, batch_dir: Path, batch: dict) -> tuple[list[dict], int | None, str]:
         from resources.sandbox_image import _client
 
-        batch.update(workdir="/tmp/run", python="python3", uid_base=None)
+        batch.update(workdir="/tmp/run", python="python3", uid_base=61000)
         batch["limits"]["namespaces"] = False
-        (batch_dir / "batch.json").write_text(json.dumps(batch))
-        os.chmod(batch_dir / "batch.json", 0o644)
+        _write_private(batch_dir / "batch.json", batch)
         os.chmod(batch_dir / "runner.py", 0o644)
         lim = self.limits
+        mem = f"{max(lim.memory_mb, BUILD_MEMORY_MB) * max(1, lim.parallel) * 2 + 64}m"  # program + driver
         container = _client().containers.run(
             self.image, ["sleep", "infinity"], detach=True, network_mode="none", read_only=True,
-            user="65534:65534", cap_drop=["ALL"], security_opt=["no-new-privileges"],
-            mem_limit=f"{lim.memory_mb * max(1, lim.parallel) + 64}m",
-            memswap_limit=f"{lim.memory_mb * max(1, lim.parallel) + 64}m",
-            pids_limit=lim.nproc * max(1, lim.parallel) + 8, nano_cpus=int(lim.cpus * 1e9),
+            user="0:0", cap_drop=["ALL"], cap_add=["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL"],
+            security_opt=["no-new-privileges"], mem_limit=mem, memswap_limit=mem,
+            pids_limit=lim.nproc * max(1, lim.parallel) * 2 + 8, nano_cpus=int(lim.cpus * 1e9),
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.fsize_mb * max(1, lim.parallel) * 4 + 16}m,mode=1777"},
             volumes={str(batch_dir): {"bind": "/batch", "mode": "ro"}}, working_dir="/tmp",
             environment={"LANG": "C.UTF-8"}, labels={"am-distill": "sandbox"})

@@ -4,14 +4,17 @@ default image offline (no registry is reachable here).
     python -m resources.sandbox_image --ensure [--image NAME]
 
 The image is a Debian bookworm minbase made by debootstrap from the apt mirror this machine already
-uses, then `docker import`ed (about a minute). Users with a registry just name another image in
-pipeline.yaml (verification.sandbox_image) that has `python3` on its PATH.
+uses, then `docker import`ed (about a minute), with g++ for C++ answers. The image carries a label
+with a stamp of what went into it; when the stamp changes (a package added), `--ensure` rebuilds it.
+Users with a registry just name another image in pipeline.yaml (verification.sandbox_image) that has
+`python3` (and `g++`, for C++ answers) on its PATH.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -25,7 +28,10 @@ DEFAULT_IMAGE = "am-distill-sandbox:bookworm"
 SUITE = "bookworm"
 # python3-minimal lacks much of the stdlib that real test code imports (hashlib, json, collections' C
 # parts are in, but e.g. `statistics`, `fractions`, `heapq`... live in libpython3-stdlib): include it.
-PACKAGES = "python3-minimal,libpython3-stdlib"
+PACKAGES = "python3-minimal,libpython3-stdlib,g++"
+STAMP_LABEL = "am-distill.stamp"
+# what the image is built from; a change rebuilds existing images
+STAMP = hashlib.blake2b(f"{SUITE} {PACKAGES} 2".encode(), digest_size=6).hexdigest()
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -90,14 +96,15 @@ def apt_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def image_exists(image: str) -> bool:
+def image_exists(image: str, stamp: str | None = None) -> bool:
+    """Present (and, with `stamp`, built from the current recipe)."""
     import docker
 
     try:
-        _client().images.get(image)
-        return True
+        img = _client().images.get(image)
     except docker.errors.ImageNotFound:
         return False
+    return stamp is None or (img.labels or {}).get(STAMP_LABEL) == stamp
 
 
 def build_image(image: str = DEFAULT_IMAGE) -> None:
@@ -111,7 +118,8 @@ def build_image(image: str = DEFAULT_IMAGE) -> None:
         shutil.rmtree(Path(root) / "var/cache/apt/archives", ignore_errors=True)
         log(f"docker import -> {image}")
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-", image], stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["docker", "import", "--change", f"LABEL {STAMP_LABEL}={STAMP}", "-", image],
+                       stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
         tar.stdout.close()
         if tar.wait() != 0:
             raise RuntimeError(f"tar of {root} failed")
@@ -121,7 +129,7 @@ def build_image(image: str = DEFAULT_IMAGE) -> None:
 def ensure(image: str = DEFAULT_IMAGE) -> str:
     """Daemon running and image present (built when missing). Raises DockerUnavailable with a reason."""
     ensure_daemon()
-    if not image_exists(image):
+    if not image_exists(image, STAMP if image == DEFAULT_IMAGE else None):
         if image != DEFAULT_IMAGE and ":" in image and "/" in image:
             raise DockerUnavailable(f"image {image} is missing and only {DEFAULT_IMAGE} can be built here")
         build_image(image)

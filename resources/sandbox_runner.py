@@ -1,11 +1,19 @@
-"""Runs a batch of untrusted Python programs, each with its own limits; prints one JSON line per program.
+"""Runs a batch of untrusted programs, each with its own limits; prints one JSON line per program.
 
     python3 sandbox_runner.py BATCH.json
 
-Standard library only: the same file runs on the host (local backend, usually as root, dropping each
-program to its own unprivileged uid inside fresh network and mount namespaces) and inside the Docker
-sandbox container (already non-root, no network, read-only root). Programs run `parallel` at a time
-from one single-threaded poll loop (no threads: preexec_fn after fork is only safe without them).
+Standard library only: the same file runs on the host (local backend, as root: each program drops to
+its own unprivileged uid inside fresh network and mount namespaces) and inside the Docker sandbox
+container (as root without most capabilities; programs get their own uids there too). Programs run
+`parallel` at a time from one single-threaded poll loop (no threads: preexec_fn after fork is only
+safe without them).
+
+A program is `files` (or `code`, written as prog.py) run with `argv` ({python} is the interpreter),
+optionally after a `build` step (a compiler; when it fails the runs are skipped), once per entry of
+`runs` (each its own stdin and timeout; default: one run with `stdin`). With `driver` it is a pair
+instead: the program (untrusted) and the driver (trusted) run at once under two different uids,
+joined by two pipes whose fds replace {rfd}/{wfd} in each argv; the driver's stdout is the report.
+The driver's uid is not the program's, so the program cannot signal, trace or read it.
 """
 
 import ctypes
@@ -22,6 +30,7 @@ import time
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
 _SIGNAL_REASONS = {signal.SIGXFSZ: "output_limit", signal.SIGXCPU: "cpu_limit", signal.SIGKILL: "killed"}
+DRIVER_UID_OFFSET = 500  # driver of slot s: uid_base + 500 + s; program: uid_base + s
 
 
 def _libc():
@@ -56,6 +65,8 @@ def _preexec(prog_dir, limits, uid):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
         resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
+        stack = min(mem, 256 << 20)  # deep recursion (sys.setrecursionlimit) needs a deep C stack
+        resource.setrlimit(resource.RLIMIT_STACK, (stack, stack))
         if uid is not None:
             if limits.get("namespaces"):
                 _isolate_namespaces(limits.get("private_dirs", ["/tmp", "/var/tmp", "/dev/shm"]), prog_dir)
@@ -67,19 +78,26 @@ def _preexec(prog_dir, limits, uid):
 
 
 def _kill_uid(uid):
-    """Kill every process still owned by a program's uid (children that left its process group)."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            os.kill(int(pid), signal.SIGKILL)
-                        break
-        except (OSError, ValueError):
-            pass
+    """Kill every process still owned by a uid (children that left the process group); repeated
+    because a forking process can add one between the scan and the kill."""
+    for _ in range(5):
+        found = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("Uid:"):
+                            if int(line.split()[1]) == uid:
+                                os.kill(int(pid), signal.SIGKILL)
+                                found = True
+                            break
+            except (OSError, ValueError):
+                pass
+        if not found:
+            return
+        time.sleep(0.01)
 
 
 def _last_line(text):
@@ -87,45 +105,45 @@ def _last_line(text):
     return lines[-1][:300] if lines else ""
 
 
-class Job:
-    def __init__(self, idx, prog, batch, slot):
-        self.idx, self.slot = idx, slot
-        limits = batch["limits"]
-        self.timeout = float(prog.get("timeout_s") or limits["timeout_s"])
-        self.limit_out = limits["output_bytes"]
-        uid = batch["uid_base"] + slot if batch.get("uid_base") is not None else None
-        self.uid = uid
-        self.dir = os.path.join(batch["workdir"], f"p{idx}")
-        self.out = os.path.join(batch["workdir"], f"o{idx}")
-        os.makedirs(self.dir, exist_ok=True)
-        os.makedirs(self.out, exist_ok=True)
-        with open(os.path.join(self.dir, "prog.py"), "w") as f:
-            f.write(prog["code"])
-        if uid is not None:
-            os.chown(self.dir, uid, uid)
-            os.chmod(self.dir, 0o700)
-        stdin = prog.get("stdin") or ""
-        with open(os.path.join(self.out, "stdin"), "w") as f:
-            f.write(stdin)
-        self.fin = open(os.path.join(self.out, "stdin"), "rb")
-        self.chunks = {"stdout": [], "stderr": []}
-        self.sizes = {"stdout": 0, "stderr": 0}
-        self.output_cut = False
-        limits = dict(limits, cpu_s=self.timeout)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.dir, "LANG": "C.UTF-8",
+def _make_dir(path, files, uid):
+    os.makedirs(path, exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(path, os.path.basename(name)), "w") as f:
+            f.write(text)
+    if uid is not None:
+        for name in [*os.listdir(path), "."]:
+            os.chown(os.path.join(path, name), uid, uid)
+        os.chmod(path, 0o700)  # no other program (uid) may read it
+
+
+class Proc:
+    """One process with its own uid, rlimits, dir and wall-clock limit; output read through pipes
+    (not files: a program cannot delete them), killed past the output limit."""
+
+    def __init__(self, batch, argv, cwd, stdin, timeout, uid, memory_mb=None, pass_fds=()):
+        limits = dict(batch["limits"], cpu_s=timeout)
+        if memory_mb:
+            limits["memory_mb"] = memory_mb
+        self.timeout, self.uid, self.limit_out = timeout, uid, limits["output_bytes"]
+        self.stdin_path = cwd.rstrip("/") + ".stdin"
+        with os.fdopen(os.open(self.stdin_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(stdin or "")  # 0600: a driver's stdin holds the expected answers
+        self.chunks, self.sizes = {"stdout": [], "stderr": []}, {"stdout": 0, "stderr": 0}
+        self.output_cut = self.timed_out = self.ended = False
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8",
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
         self.start = time.monotonic()
-        self.proc = subprocess.Popen(
-            [batch["python"], "-I", "prog.py"], stdin=self.fin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env, start_new_session=True, close_fds=True, preexec_fn=_preexec(self.dir, limits, uid))
+        with open(self.stdin_path, "rb") as fin:
+            self.proc = subprocess.Popen(
+                [batch["python"] if a == "{python}" else a for a in argv], stdin=fin, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=env, start_new_session=True, close_fds=True, pass_fds=pass_fds,
+                preexec_fn=_preexec(cwd, limits, uid))
         self.streams = {self.proc.stdout: "stdout", self.proc.stderr: "stderr"}
         for f in self.streams:
             os.set_blocking(f.fileno(), False)
-        self.timed_out = False
 
     def pump(self, f):
-        """Read what the program wrote (pipes, not files: a program cannot delete them). Past the
-        output limit the program is killed. Returns "eof", "more" or "empty" (nothing to read now)."""
+        """Read what is there; returns "eof", "more" or "empty"."""
         name = self.streams[f]
         try:
             data = f.read(65536)
@@ -152,36 +170,129 @@ class Job:
         except OSError:
             pass
 
-    def finish(self):
+    def check(self, now):
+        """True once the process has ended (killed here past its wall-clock limit)."""
+        if self.proc.poll() is None and now - self.start > self.timeout:
+            self.timed_out = True
+            self.kill()
+        return self.proc.poll() is not None
+
+    def finish(self, ended_by_runner=False):
         duration = time.monotonic() - self.start
         self.kill()  # whatever it left behind in its group
         if self.uid is not None:
             _kill_uid(self.uid)
+        self.proc.wait()
         for f in self.streams:
             while not f.closed and self.pump(f) == "more":  # drain what is left, never wait for more
                 pass
             f.close()
-        self.fin.close()
-        stdout, stderr = self.text("stdout"), self.text("stderr")
-        rc = self.proc.returncode
+        os.unlink(self.stdin_path)
+        stdout, stderr, rc = self.text("stdout"), self.text("stderr"), self.proc.returncode
         if self.output_cut:
             reason = "output_limit"
         elif self.timed_out and "MemoryError" in _last_line(stderr):
             reason = "memory"  # hit the memory limit, then ran out of time dying
         elif self.timed_out:
             reason = "timeout"
+        elif ended_by_runner:
+            reason = "ok"  # still serving when its driver was done
         elif rc is not None and rc < 0:
             reason = _SIGNAL_REASONS.get(-rc, f"signal:{signal.Signals(-rc).name}")
         elif rc:
             last = _last_line(stderr)
-            reason = ("memory" if "MemoryError" in last else "output_limit" if "File too large" in last else f"exit:{rc}")
+            reason = ("memory" if "MemoryError" in last or "bad_alloc" in last else
+                      "output_limit" if "File too large" in last else f"exit:{rc}")
         else:
             reason = "ok"
-        shutil.rmtree(self.dir, ignore_errors=True)
-        shutil.rmtree(self.out, ignore_errors=True)
-        return {"i": self.idx, "exit_code": rc, "timed_out": self.timed_out, "reason": reason,
+        return {"exit_code": rc, "timed_out": self.timed_out, "reason": reason,
                 "error": _last_line(stderr) if reason != "ok" else "", "stdout": stdout, "stderr": stderr[-4000:],
                 "duration_s": round(duration, 4)}
+
+
+class Job:
+    """One program of the batch: [build] + runs, or a program/driver pair."""
+
+    def __init__(self, idx, prog, batch, slot):
+        self.idx, self.prog, self.batch = idx, prog, batch
+        base = batch.get("uid_base")
+        self.uid = base + slot if base is not None else None
+        self.driver_uid = base + DRIVER_UID_OFFSET + slot if base is not None else None
+        self.dir = os.path.join(batch["workdir"], f"p{idx}")
+        files = prog.get("files") or {"prog.py": prog.get("code", "")}
+        _make_dir(self.dir, files, self.uid)
+        self.default_timeout = float(prog.get("timeout_s") or batch["limits"]["timeout_s"])
+        self.argv = prog.get("argv") or ["{python}", "-I", "prog.py"]
+        self.runs = prog.get("runs") or [{"stdin": prog.get("stdin", "")}]
+        self.results, self.build, self.driver_result = [], None, None
+        self.procs = []
+        if prog.get("driver"):
+            self._start_pair(prog["driver"])
+        elif prog.get("build"):
+            b = prog["build"]
+            self.procs = [Proc(batch, b["argv"], self.dir, "", float(b["timeout_s"]), self.uid, b.get("memory_mb"))]
+            self.stage = "build"
+        else:
+            self._next_run()
+
+    def _start_pair(self, drv):
+        d_dir = os.path.join(self.batch["workdir"], f"d{self.idx}")
+        _make_dir(d_dir, drv.get("files", {}), self.driver_uid)
+        to_prog, to_drv = os.pipe(), os.pipe()  # (read, write) each
+        sub = {"{rfd}": str(to_prog[0]), "{wfd}": str(to_drv[1])}
+        try:
+            self.procs = [Proc(self.batch, [sub.get(a, a) for a in self.argv], self.dir, self.prog.get("stdin", ""),
+                               self.default_timeout, self.uid, pass_fds=(to_prog[0], to_drv[1]))]
+            sub = {"{rfd}": str(to_drv[0]), "{wfd}": str(to_prog[1])}
+            self.procs.append(Proc(self.batch, [sub.get(a, a) for a in drv["argv"]], d_dir, drv.get("stdin", ""),
+                                   self.default_timeout + 1, self.driver_uid, pass_fds=(to_drv[0], to_prog[1])))
+        finally:
+            for fd in (*to_prog, *to_drv):
+                os.close(fd)
+        self.d_dir, self.stage = d_dir, "pair"
+
+    def _next_run(self):
+        run = self.runs[len(self.results)]
+        self.procs = [Proc(self.batch, self.argv, self.dir, run.get("stdin", ""),
+                           float(run.get("timeout_s") or self.default_timeout), self.uid)]
+        self.stage = "run"
+
+    def tick(self, now):
+        """Advance; True when the whole program is done."""
+        if self.stage == "pair":
+            prog, drv = self.procs
+            if drv.check(now) or (prog.check(now) and prog.timed_out):
+                self.driver_result = drv.finish()
+                self.results.append(prog.finish(ended_by_runner=prog.proc.poll() is None))
+                return True
+            return False
+        if not self.procs[0].check(now):
+            return False
+        res = self.procs[0].finish()
+        if self.stage == "build":
+            self.build = res
+            if res["reason"] != "ok":
+                return True
+        else:
+            self.results.append(res)
+            if len(self.results) == len(self.runs):
+                return True
+        self._next_run()
+        return False
+
+    def result(self):
+        for d in (self.dir, getattr(self, "d_dir", None)):
+            if d:
+                shutil.rmtree(d, ignore_errors=True)
+        main = self.results[-1] if self.results else dict(self.build)
+        out = dict(main, i=self.idx)
+        if self.build is not None:
+            out["build"] = self.build
+        if len(self.runs) > 1 or self.build is not None:
+            out["runs"] = self.results
+        if self.driver_result is not None:
+            out["driver"] = self.driver_result
+        return out
 
 
 def run_batch(batch):
@@ -193,29 +304,33 @@ def run_batch(batch):
         while pending and free_slots:
             idx, slot = pending.pop(0), free_slots.pop(0)
             try:
-                running.append(Job(idx, programs[idx], batch, slot))
+                running.append((Job(idx, programs[idx], batch, slot), slot))
             except Exception as e:  # could not even start it: a sandbox failure, not a program verdict
                 free_slots.append(slot)
                 emit({"i": idx, "exit_code": None, "timed_out": False, "reason": "sandbox_error",
                       "error": f"{type(e).__name__}: {e}", "stdout": "", "stderr": "", "duration_s": 0.0})
         with selectors.DefaultSelector() as sel:
-            for job in running:
-                for f in job.streams:
-                    if not f.closed:
-                        sel.register(f, selectors.EVENT_READ, job)
+            for job, _ in running:
+                for proc in job.procs:
+                    for f in proc.streams:
+                        if not f.closed:
+                            sel.register(f, selectors.EVENT_READ, proc)
             for key, _ in sel.select(timeout=0.005):
                 if key.data.pump(key.fileobj) == "eof":
                     key.fileobj.close()
         now = time.monotonic()
-        for job in list(running):
-            if job.proc.poll() is None and now - job.start > job.timeout:
-                job.timed_out = True
-                job.kill()
-            if job.proc.poll() is not None or job.timed_out:
-                job.proc.wait()
-                running.remove(job)
-                free_slots.append(job.slot)
-                emit(job.finish())
+        for job, slot in list(running):
+            try:
+                done, out = job.tick(now), None
+            except Exception as e:  # a later step could not start: a sandbox failure
+                for proc in job.procs:
+                    proc.kill()
+                done, out = True, {"i": job.idx, "exit_code": None, "timed_out": False, "reason": "sandbox_error",
+                                   "error": f"{type(e).__name__}: {e}", "stdout": "", "stderr": "", "duration_s": 0.0}
+            if done:
+                running.remove((job, slot))
+                free_slots.append(slot)
+                emit(out or job.result())
 
 
 def emit(result):

@@ -45,13 +45,14 @@ if [ ! -f "$STAMP" ]; then
 fi
 
 # Debian packages, as root: docker.io + debootstrap for the code sandbox (without them the local
-# sandbox runs), chromium for the UI screenshot test (skipped without it).
+# sandbox runs), g++ for C++ answers, chromium for the UI screenshot test (skipped without it).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   if [ "${AM_DISTILL_SKIP_DOCKER:-0}" != 1 ]; then
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
   fi
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)  # C++ answers in the local sandbox
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"

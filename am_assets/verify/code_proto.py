@@ -1,0 +1,357 @@
+"""The two sides of a Python code test, run inside the sandbox (standard library only).
+
+    python3 -I code_proto.py run SOLUTION.py                 stdin/stdout test: prelude + solution as __main__
+    python3 -I code_proto.py server SOLUTION.py RFD WFD      untrusted: answers calls with plain data
+    python3 -I code_proto.py driver RFD WFD                  trusted: runs the tests, spec on stdin
+
+The verdict must not depend on anything the solution controls except the values it returns. So the
+solution runs alone in the *server* process (its own uid); the *driver* (another uid, which the
+server cannot signal, trace or read) runs the dataset's test code with every solution name replaced
+by a proxy that sends the call's arguments over a pipe and gets back plain data (None, bool, int,
+float, str, list, tuple, set, dict, bytes, complex; exact types, no subclasses). Comparisons happen in
+the driver on those values, so an `__eq__` that always says True never reaches it. The driver
+writes one JSON line per test to its own stdout, which only the runner reads.
+"""
+
+import builtins
+import json
+import math
+import os
+import select
+import sys
+import time
+
+# LeetCode/LiveCodeBench graders run solutions after these imports (LiveCodeBench testing_util's
+# import string); `from builtins import *` undoes the shadowing of pow, open... by the star imports.
+_STAR = ("string re datetime collections heapq bisect copy math random statistics itertools functools "
+         "operator io sys json builtins typing").split()
+PRELUDE = "".join(f"from {m} import *\n" for m in _STAR) + "".join(
+    f"import {m}\n" for m in _STAR if m not in ("builtins", "typing")) + "sys.setrecursionlimit(50000)\n"
+MAX_REPLY = 16 << 20  # bytes of one encoded return value
+
+
+class NotPlain(TypeError):
+    pass
+
+
+def encode(v, depth=0):
+    """A return value as JSON-ready data; anything that is not exactly a builtin plain type fails."""
+    if depth > 100:
+        raise NotPlain("nested too deeply")
+    t = type(v)
+    if v is None or t is bool or t is str or t is int:
+        return v
+    if t is float:
+        return v if math.isfinite(v) else {"$x": repr(v)}
+    if t is list:
+        return [encode(x, depth + 1) for x in v]
+    if t in (tuple, set, frozenset):
+        tag = {tuple: "$t", set: "$s", frozenset: "$f"}[t]
+        return {tag: [encode(x, depth + 1) for x in v]}
+    if t is dict:
+        return {"$d": [[encode(k, depth + 1), encode(x, depth + 1)] for k, x in v.items()]}
+    if t is bytes:
+        return {"$b": v.hex()}
+    if t is complex:
+        return {"$c": [v.real, v.imag]}
+    raise NotPlain(f"returned a {t.__name__}, not plain data")
+
+
+def decode(x):
+    """The inverse of encode, strict: what the server sends is untrusted."""
+    t = type(x)
+    if x is None or t in (bool, int, float, str):
+        return x
+    if t is list:
+        return [decode(i) for i in x]
+    if t is dict and len(x) == 1:
+        (tag, v), = x.items()
+        if tag == "$x" and v in ("nan", "inf", "-inf"):
+            return float(v)
+        if tag == "$b" and type(v) is str:
+            return bytes.fromhex(v)
+        if tag == "$c" and type(v) is list and len(v) == 2 and all(type(p) in (int, float) for p in v):
+            return complex(v[0], v[1])
+        if tag in ("$t", "$s", "$f", "$d") and type(v) is list:
+            items = [decode(i) for i in v]
+            if tag == "$d":
+                if not all(type(p) is list and len(p) == 2 for p in items):
+                    raise ValueError("malformed dict")
+                return {k: val for k, val in items}
+            return {"$t": tuple, "$s": set, "$f": frozenset}[tag](items)
+    raise ValueError("not plain data")
+
+
+def _err(e):
+    return f"{type(e).__name__}: {e}"[:300]
+
+
+# ------------------------------------------------------------------ untrusted side
+
+
+def _load(path, name):
+    g = {"__name__": name, "__builtins__": builtins}
+    exec(compile(PRELUDE, "prelude.py", "exec"), g)
+    prelude = dict(g)
+    with open(path) as f:
+        exec(compile(f.read(), "solution.py", "exec"), g)
+    return g, prelude
+
+
+def server(path, rfd, wfd):
+    out = os.fdopen(wfd, "w")
+
+    def send(msg):
+        out.write(json.dumps(msg) + "\n")
+        out.flush()
+
+    inp = os.fdopen(rfd)
+    want = json.loads(inp.readline())["want"]
+    try:
+        g, prelude = _load(path, "__solution__")  # not __main__: the solution's main block does not run
+    except BaseException as e:  # noqa: BLE001 - reported as the real error of every test
+        send({"setup_error": _err(e)})
+        return
+    # only what the solution itself defines (a prelude name it did not rebind is the driver's own)
+    send({"have": [n for n in want if callable(g.get(n)) and g.get(n) is not prelude.get(n)]})
+    objs = {}
+    for line in inp:
+        req = json.loads(line)
+        try:
+            if "fn" in req:  # functional test: a function, else Solution().<fn> (LeetCode)
+                fn = g.get(req["fn"])
+                if not callable(fn) or isinstance(fn, type):
+                    fn = getattr(g["Solution"](), req["fn"]) if "Solution" in g else None
+                if fn is None:
+                    raise NameError(f"no function or Solution method named {req['fn']!r}")
+            elif "obj" in req:
+                fn = getattr(objs[req["obj"]], req["attr"])
+                if req.get("get") and not callable(fn):
+                    send({"value": encode(fn)})
+                    continue
+                if req.get("get"):
+                    send({"callable": True})
+                    continue
+            else:
+                fn = g[req["name"]]
+            value = fn(*[decode(a) for a in req["args"]], **{k: decode(v) for k, v in req["kwargs"].items()})
+            if isinstance(fn, type) and type(value) is fn:  # a constructor: the driver gets a handle
+                objs[len(objs)] = value
+                send({"ref": len(objs) - 1})
+            else:
+                send({"value": encode(value)})
+        except NotPlain as e:
+            send({"error": f"{e}", "kind": "notplain"})
+        except BaseException as e:  # noqa: BLE001 - the solution's error, sent as the test's reason
+            send({"error": _err(e)})
+
+
+# ------------------------------------------------------------------ trusted side
+
+
+class SolutionError(Exception):
+    """The solution raised, returned something that is not plain data, or its process ended."""
+
+
+class SolutionGone(SolutionError):
+    """No answer (timeout or the process ended): the tests after this one cannot run."""
+
+
+class Channel:
+    def __init__(self, rfd, wfd, call_timeout):
+        self.r, self.w, self.timeout, self.buf = rfd, wfd, call_timeout, b""
+
+    def send(self, msg):
+        try:
+            os.write(self.w, (json.dumps(msg) + "\n").encode())
+        except OSError:
+            raise SolutionGone("the solution process ended") from None
+
+    def reply(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.r], [], [], left)[0]:
+                raise SolutionGone(f"timeout: no answer within {timeout:g}s")
+            chunk = os.read(self.r, 1 << 16)
+            if not chunk:
+                raise SolutionGone("the solution process ended")
+            self.buf += chunk
+            if len(self.buf) > MAX_REPLY:
+                raise SolutionGone("the answer is larger than 16 MB")
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            reply = json.loads(line)
+        except (ValueError, RecursionError):
+            reply = None
+        if type(reply) is not dict:
+            raise SolutionError("malformed answer")
+        return reply
+
+    def ask(self, msg):
+        self.send(msg)
+        reply = self.reply(self.timeout)
+        if "error" in reply:
+            verb = "" if reply.get("kind") == "notplain" else "raised "
+            raise SolutionError(f"the solution {verb}{str(reply['error'])[:300]}")
+        if "ref" in reply and type(reply["ref"]) is int:
+            return Remote(self, reply["ref"])
+        if "callable" in reply:
+            return _CALLABLE
+        if "value" not in reply:
+            raise SolutionError("malformed answer")
+        try:
+            return decode(reply["value"])
+        except (ValueError, TypeError, RecursionError) as e:
+            raise SolutionError(f"answer is not plain data: {e}") from None
+
+
+_CALLABLE = object()
+
+
+class Proxy:
+    """Stands in for a solution function or class in the trusted test code."""
+
+    def __init__(self, chan, name):
+        self._chan, self._name = chan, name
+
+    def __call__(self, *args, **kwargs):
+        return self._chan.ask({"name": self._name, "args": [_arg(a) for a in args],
+                               "kwargs": {k: _arg(v) for k, v in kwargs.items()}})
+
+
+class Remote:
+    """An instance of a solution class living in the server; attributes are fetched as plain data."""
+
+    def __init__(self, chan, ref):
+        self._chan, self._ref = chan, ref
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        got = self._chan.ask({"obj": self._ref, "attr": attr, "get": True, "args": [], "kwargs": {}})
+        if got is not _CALLABLE:
+            return got
+        chan, ref = self._chan, self._ref
+        return lambda *a, **k: chan.ask({"obj": ref, "attr": attr, "args": [_arg(x) for x in a],
+                                         "kwargs": {n: _arg(v) for n, v in k.items()}})
+
+
+    def __bool__(self):  # an object is not an answer: `assert candidate(x)` must not pass on it
+        raise TypeError("a solution object has no truth value")
+
+
+def _arg(a):
+    try:
+        return encode(a)
+    except NotPlain as e:
+        raise TypeError(f"the test passes a {type(a).__name__}, which cannot be sent to the solution") from e
+
+
+def _names(code):
+    """Every global name a piece of code (and its nested functions) may look up."""
+    out, todo = set(), [code]
+    while todo:
+        c = todo.pop()
+        out.update(c.co_names)
+        todo += [k for k in c.co_consts if hasattr(k, "co_names")]
+    return out
+
+
+def plain_equal(got, want, tol=1e-6):
+    """Functional-test equality on plain values: tuples count as lists (expected values come from
+    JSON), floats within a tolerance, bools are not numbers."""
+    if isinstance(got, tuple):
+        got = list(got)
+    if type(want) is float or (type(got) is float and type(want) is int):
+        return type(got) in (int, float) and (got == want or math.isclose(got, want, rel_tol=tol, abs_tol=tol))
+    if type(want) is list:
+        return type(got) is list and len(got) == len(want) and all(map(plain_equal, got, want))
+    if type(want) is dict:
+        return type(got) is dict and got.keys() == want.keys() and all(plain_equal(got[k], want[k]) for k in want)
+    return type(got) is type(want) and got == want
+
+
+def _context(chan, spec, units):
+    """The trusted namespace: the prelude, proxies for the names the solution itself defines, then
+    the dataset's own code (HumanEval prompt helpers, MBPP setup), which wins over the solution's."""
+    ns = {"__name__": "__main__", "__builtins__": builtins}
+    exec(compile(PRELUDE, "prelude.py", "exec"), ns)
+    trusted = [compile(c, "setup.py", "exec") for c in (spec.get("prompt") or "", spec.get("setup") or "")]
+    entry = spec.get("entry_point")
+    want = set().union(*map(_names, units + trusted)) | ({entry} if entry else set())
+    chan.send({"want": sorted(want - set(dir(builtins)))})
+    first = chan.reply(float(spec["setup_timeout_s"]))
+    if "setup_error" in first:
+        raise SolutionGone(f"the solution did not load: {str(first['setup_error'])[:300]}")
+    have = [n for n in first.get("have", []) if type(n) is str]
+    ns.update({n: Proxy(chan, n) for n in have})
+    for code in trusted:
+        exec(code, ns)
+    ns.pop(entry, None)
+    if entry in have:
+        ns[entry] = Proxy(chan, entry)
+    return ns
+
+
+def _functional(chan, spec, case):
+    args = case["input"]
+    call = {"fn": spec["fn_name"], "args": [], "kwargs": {}}
+    if type(args) is dict:
+        call["kwargs"] = {k: _arg(v) for k, v in args.items()}
+    else:
+        call["args"] = [_arg(a) for a in (args if type(args) is list else [args])]
+    got, want = chan.ask(call), case.get("output")
+    if plain_equal(got, want) or (spec.get("output_wrapped") and type(want) is list and len(want) == 1
+                                  and plain_equal(got, want[0])):
+        return ""
+    return f"wrong answer: got {str(got)[:100]}, expected {str(want)[:100]}"
+
+
+def driver(rfd, wfd):
+    spec = json.load(sys.stdin)
+    report = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # the test code's own prints must not reach the report channel
+    chan = Channel(rfd, wfd, float(spec["call_timeout_s"]))
+    kind, tests, entry = spec["kind"], spec["tests"], spec.get("entry_point")
+    units = [] if kind == "functional" else [compile(t, f"test_{i}.py", "exec") for i, t in enumerate(tests)]
+    gone = None
+    try:
+        ns = _context(chan, spec, units)
+    except SolutionError as e:
+        gone = str(e)
+    for i in range(len(tests)):
+        why = gone
+        if gone is None:
+            try:
+                if kind == "functional":
+                    why = _functional(chan, spec, tests[i])
+                else:
+                    exec(units[i], ns)
+                    if kind == "check" or (kind == "test_code" and "def check(" in tests[i]
+                                           and "\ncheck(" not in "\n" + tests[i]):
+                        ns["check"](ns[entry])
+                    why = ""
+            except SolutionGone as e:
+                why, gone = str(e), f"not run: {e}"
+            except SolutionError as e:
+                why = str(e)
+            except AssertionError as e:
+                why = "assertion failed" + (f": {e}" if str(e) else "")
+            except BaseException as e:  # noqa: BLE001 - a failing test, with its real error
+                why = _err(e)
+        report.write(json.dumps({"t": i, "ok": not why, "why": why[:300]}) + "\n")
+        report.flush()
+    report.write(json.dumps({"done": True}) + "\n")
+    report.flush()
+
+
+if __name__ == "__main__":
+    sys.set_int_max_str_digits(0)
+    mode = sys.argv[1]
+    if mode == "run":
+        _load(sys.argv[2], "__main__")  # stdin/stdout test: the main block runs
+    elif mode == "server":
+        server(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "driver":
+        driver(int(sys.argv[2]), int(sys.argv[3]))
