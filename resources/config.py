@@ -268,6 +268,10 @@ class VerificationConfig(Strict):
     # perplexity of query + answer under this model ("smollm2-135m" or a local HF folder); None = not computed
     perplexity_model: str | None = None
     perplexity_max_tokens: int = Field(default=1024, gt=0)
+    # health check: a verifier whose unparseable + verifier_error + timeout share is above this fails
+    max_failure_share: float = Field(default=0.05, ge=0, le=1)
+    audit_sample: int = Field(default=50, gt=0)  # verifier_audit: verdicts re-checked per (source, category, verifier)
+    audit_seed: int = 0
 
 
 class DifficultyConfig(Strict):

@@ -11,6 +11,7 @@ from am_assets.mix.build import assemble_mix
 from am_assets.mix.card import write_card
 from am_assets.mix.export import LINEAGE_COLUMNS, write_exports
 from am_assets.mix.select import decision_counts
+from am_assets.verify.audit import audit_markdown
 from resources.config import AM_SYSTEM_PROMPT
 from resources.lake import LakeResource, content_hash, materialize_result
 from resources.pipeline import PipelineConfigResource
@@ -80,7 +81,8 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
     files = write_exports(rows, export_dir)
     stats, card_md, plots = write_card(
         rows, decisions, scan["difficulty_scores"], teachers=teachers, cv_threshold=cfg.mix.cv_threshold,
-        config=cfg.mix.model_dump(mode="json"), input_versions=versions, export_dir=export_dir)
+        config=cfg.mix.model_dump(mode="json"), input_versions=versions, export_dir=export_dir,
+        audit_md=audit_markdown(lake))
     context.log.info(f"exports in {export_dir}: {sorted(p.name for p in files.values())}")
 
     result = materialize_result(lake, "training_mix", table, version, {

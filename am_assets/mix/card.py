@@ -108,7 +108,8 @@ def _table(rows: list[dict], cols: Sequence[str]) -> str:
     return out + "".join("| " + " | ".join(str(r[c]) for c in cols) + " |\n" for r in rows)
 
 
-def render(stats: dict, *, config: dict, input_versions: dict, plots: Mapping[str, Path], inline: bool) -> str:
+def render(stats: dict, *, config: dict, input_versions: dict, plots: Mapping[str, Path], inline: bool,
+           audit_md: str | None = None) -> str:
     """Markdown; plots linked relative to the card (file) or inlined as data URIs (Dagster UI)."""
     def img(name: str) -> str:
         p = plots[name]
@@ -129,6 +130,8 @@ def render(stats: dict, *, config: dict, input_versions: dict, plots: Mapping[st
         "## Pass rate per teacher and category (share of queries; DeepDistill Fig. 8)", img("pass_rates"), "",
         "## CV of the reference teacher's verify scores", img("cv"), "",
         "## Response length", img("lengths"), "",
+        "## Verifier audit (second-method re-check of a sample of verdicts; see docs/verify.md)",
+        audit_md or "_verifier_audit has not been materialized yet_\n",
         "## Settings", "```json", json.dumps(config, indent=1, sort_keys=True, default=str), "```", "",
         "## Input Delta versions", "```json", json.dumps(input_versions, sort_keys=True), "```", "",
     ])
@@ -136,9 +139,9 @@ def render(stats: dict, *, config: dict, input_versions: dict, plots: Mapping[st
 
 def write_card(mix: pl.DataFrame, decisions: pl.DataFrame, difficulty: pl.LazyFrame, *, teachers: Sequence[str],
                cv_threshold: Mapping[str, float], config: dict, input_versions: dict,
-               export_dir: Path) -> tuple[dict, str, dict[str, Path]]:
+               export_dir: Path, audit_md: str | None = None) -> tuple[dict, str, dict[str, Path]]:
     """Writes DATA_CARD.md, data_card.json and plots/*.png; returns (stats, markdown with inline
-    images for Dagster metadata, plot paths)."""
+    images for Dagster metadata, plot paths). `audit_md`: the verifier audit table, when there is one."""
     plot_dir = Path(export_dir) / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots = {
@@ -148,6 +151,7 @@ def write_card(mix: pl.DataFrame, decisions: pl.DataFrame, difficulty: pl.LazyFr
     }
     stats = card_stats(mix, decisions)
     (Path(export_dir) / "DATA_CARD.md").write_text(
-        render(stats, config=config, input_versions=input_versions, plots=plots, inline=False))
+        render(stats, config=config, input_versions=input_versions, plots=plots, inline=False, audit_md=audit_md))
     (Path(export_dir) / "data_card.json").write_text(json.dumps(stats, indent=1, sort_keys=True))
-    return stats, render(stats, config=config, input_versions=input_versions, plots=plots, inline=True), plots
+    card = render(stats, config=config, input_versions=input_versions, plots=plots, inline=True, audit_md=audit_md)
+    return stats, card, plots

@@ -1,7 +1,9 @@
 """verification_outcomes [teacher x shard]: one verdict row per teacher response."""
 import dagster as dg
+import polars as pl
 
 from am_assets.partitions import partition_dimensions, teacher_shard_partitions
+from am_assets.verify.health import health_metadata, health_verdict, verifier_health
 from am_assets.verify.logic import OUTCOME_SCHEMA, summary, verify_partition
 from resources.engines import engines_in_use
 from resources.judge import JudgeResource
@@ -42,13 +44,33 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         context.log.info(f"{part}: {stats['verified']} verified, {stats['reused']} reused from the cache")
         return materialize_result(lake, TABLE, df, version, {
             **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary(df).items()},
+            "verifier_health": dg.MetadataValue.json(health_metadata(verifier_health(df))),
             "verified": stats["verified"], "reused_from_cache": stats["reused"],
         })
 
     return verification_outcomes
 
 
-def _empty_outcomes():
-    import polars as pl
+def build_verifier_health_check(cfg) -> dg.AssetChecksDefinition:
+    # partitions_def on a check is a preview in Dagster 1.13, but it is what records one evaluation per
+    # teacher x shard (a check without it is asset-wide and would have to read every partition)
+    @dg.asset_check(asset=TABLE, name="verifier_health", partitions_def=teacher_shard_partitions(cfg.shards),
+                    blocking=False, description="ERROR when a verifier's share of unparseable, verifier_error or "
+                    "timeout rows in the partition is above verification.max_failure_share (default 5%).")
+    def verifier_health_check(context: dg.AssetCheckExecutionContext, lake: LakeResource,
+                              pipeline: PipelineConfigResource) -> dg.AssetCheckResult:
+        max_share = pipeline.load().verification.max_failure_share
+        part = context.op_execution_context.partition_key.keys_by_dimension
+        rows = (lake.scan(TABLE, part).select("verifier", "status").collect() if lake.exists(TABLE)
+                else pl.DataFrame(schema={"verifier": pl.String, "status": pl.String}))
+        health = verifier_health(rows)
+        passed, text = health_verdict(health, max_share)
+        return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=text,
+                                   metadata={"max_failure_share": max_share, "summary": text,
+                                             "verifiers": dg.MetadataValue.json(health_metadata(health))})
 
+    return verifier_health_check
+
+
+def _empty_outcomes():
     return pl.DataFrame(schema=OUTCOME_SCHEMA)
