@@ -128,6 +128,14 @@ def cmd_validate(args) -> None:
 
     dg.Definitions.validate_loadable(defs)
     print(f"{args.config or 'pipeline.yaml'}: valid; {len(list(defs.assets))} assets")
+    from am_assets.dedup.bench_sources import file_source
+    from am_assets.ingest.logic import header_problems
+
+    cfg = defs.resources["pipeline"].load()
+    files = [s for s in cfg.all_sources() if s.kind == "file"] + [f for b in cfg.benchmarks if (f := file_source(b))]
+    problems = [p for f in files for p in header_problems(f)]  # mapped CSV columns the header lacks
+    if problems:
+        raise SystemExit(f"{args.config or 'pipeline.yaml'}: invalid field mapping\n  " + "\n  ".join(problems))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,6 +44,46 @@ class FieldMapping(Strict):
     entry_point: str | None = None
     instruction_constraints: str | None = None
     id: str | None = None
+    # multiple choice (README "Multiple-choice sources"; the reference becomes the correct letter):
+    # options in the file's order (one field holding a list, or a list of fields) + answer_letter or
+    # answer_index (0-based); or `correct` + `incorrect` fields, shuffled per item with a recorded seed
+    options: str | list[str] | None = None
+    answer_letter: str | None = None
+    answer_index: str | None = None
+    correct: str | None = None
+    incorrect: list[str] = []
+    shuffle_seed: int = 0
+
+    @model_validator(mode="after")
+    def _choices_fields(self):
+        given = {k for k in ("options", "answer_letter", "answer_index", "correct") if getattr(self, k)}
+        if self.incorrect:
+            given.add("incorrect")
+        if not given:
+            return self
+        problems = []
+        if self.answer:
+            problems.append("`answer` and multiple-choice fields exclude each other (the reference is the option letter)")
+        if "options" in given and "correct" in given:
+            problems.append("give either `options` (+ answer_letter/answer_index) or `correct` + `incorrect`, not both")
+        elif "options" in given:
+            if ("answer_letter" in given) == ("answer_index" in given):
+                problems.append("`options` needs exactly one of `answer_letter` or `answer_index`")
+            if isinstance(self.options, list) and not 2 <= len(self.options) <= 26:
+                problems.append(f"`options` lists {len(self.options)} fields; 2 to 26 are supported")
+        elif "correct" in given:
+            if not 1 <= len(self.incorrect) <= 25:
+                problems.append("`correct` needs `incorrect`: a list of 1 to 25 fields")
+            if given & {"answer_letter", "answer_index"}:
+                problems.append("`answer_letter`/`answer_index` go with `options`; `correct` names the right option")
+        else:
+            problems.append(f"{', '.join(sorted(given))} needs `options` (or `correct` + `incorrect`)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def is_choice(self) -> bool:
+        return bool(self.options or self.correct)
 
 
 class _SourceBase(Strict):
@@ -69,10 +109,13 @@ class FileSource(_SourceBase):
     path: Path
     layout: Literal["am_1.4m", "am_40m", "mapped"] = "mapped"
     mapping: FieldMapping = FieldMapping()
-    format: Literal["auto", "jsonl", "json", "parquet"] = "auto"
+    format: Literal["auto", "jsonl", "json", "parquet", "csv", "tsv"] = "auto"
 
 
 Source = Annotated[Union[ReasoningGymSource, HumanEvalSource, FileSource], Field(discriminator="kind")]
+
+
+_LANDING_FILES = r"\.(jsonl|json|parquet|csv|tsv)(\.gz)?$"
 
 
 class LandingConfig(Strict):
@@ -89,8 +132,8 @@ class LandingConfig(Strict):
             return []
         found = []
         for path in sorted(self.dir.iterdir()):
-            if path.is_file() and not path.name.startswith(".") and re.search(r"\.(jsonl|json|parquet)(\.gz)?$", path.name):
-                stem = re.sub(r"\.(jsonl|json|parquet)(\.gz)?$", "", path.name)
+            if path.is_file() and not path.name.startswith(".") and re.search(_LANDING_FILES, path.name):
+                stem = re.sub(_LANDING_FILES, "", path.name)
                 name = "landing_" + re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
                 found.append(FileSource(name=name, kind="file", path=path, layout=self.layout,
                                         mapping=self.mapping, category=self.category, priority=self.priority))

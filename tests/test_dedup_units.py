@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from am_assets.dedup.bench_sources import gpqa_row, livecodebench_row, load_benchmark
+from am_assets.dedup.bench_sources import livecodebench_row, load_benchmark
 from am_assets.dedup.decontam import find_contamination, ngrams
 from am_assets.dedup.knn import similar_pairs
 from am_assets.dedup.logic import UnionFind, choose_representatives, cluster_texts, stable_shard
@@ -124,16 +124,28 @@ def test_similar_pairs_finds_planted_near_duplicates(exact_max, kind):
     assert (s >= 0.9).all()
 
 
-def test_gpqa_options_shuffled_with_a_seed():
-    rec = {"Question": "Which particle is a lepton?", "Correct Answer": "electron", "Incorrect Answer 1": "proton",
-           "Incorrect Answer 2": "neutron", "Incorrect Answer 3": "pion", "Record ID": "rec1"}
-    a, b, c = gpqa_row(rec, 0), gpqa_row(rec, 0), gpqa_row(rec, 1)
-    assert a == b
-    letters = {r["reference_answer"] for r in (gpqa_row({**rec, "Record ID": f"r{i}"}, 0) for i in range(20))}
-    assert len(letters) > 1  # the answer is not always A
-    line = next(l for l in a["question"].splitlines() if l.endswith("electron"))
-    assert line.startswith(a["reference_answer"] + ")")
-    assert c["category"] == "science"
+def test_gpqa_options_shuffled_with_a_seed(tmp_path):
+    import csv
+
+    path = tmp_path / "gpqa.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Record ID", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
+                    "Incorrect Answer 3"])
+        for i in range(20):
+            w.writerow([f"r{i}", f"Which particle is a lepton? (variant {i})", "electron", "proton", "neutron", "pion"])
+
+    def rows(seed):
+        return load_benchmark(BenchmarkConfig(name="gpqa", path=path, layout="gpqa_csv", seed=seed))[0]
+
+    a, b, c = rows(0), rows(0), rows(1)
+    assert a.equals(b) and a.height == 20 and not a["question"].equals(c["question"])
+    assert a["reference_answer"].n_unique() > 1  # the answer is not always A
+    first = a.row(0, named=True)
+    line = next(l for l in first["question"].splitlines() if l.endswith("electron"))
+    assert line.startswith(f"({first['reference_answer']})") and first["item_id"] == "r0"
+    assert first["category"] == "science"
+    assert json.loads(first["metadata"])["choices"]["answer"] == first["reference_answer"]
 
 
 def test_livecodebench_functional_and_stdin_tests():

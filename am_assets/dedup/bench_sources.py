@@ -1,17 +1,16 @@
 """Benchmark items as normalized query rows: QUERY_SCHEMA + `item_id` (the benchmark's own id) + `benchmark`.
 
 Packaged sets (HumanEval, held-out reasoning-gym seeds) and files. Mapped/AM layouts go through the
-ingest readers and adapters unchanged; MBPP, GPQA-Diamond (CSV) and LiveCodeBench (JSONL) have
-small adapters here. Evaluation reads `reference_answer` / `test_cases` from the same rows.
+ingest readers and adapters unchanged, and GPQA-Diamond (CSV) is a preset field mapping of them (multiple
+choice); MBPP and LiveCodeBench (JSONL) have small adapters here. Evaluation reads `reference_answer` /
+`test_cases` / `metadata.choices` from the same rows.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import json
-import random
 import re
 import zlib
 
@@ -19,9 +18,9 @@ import polars as pl
 
 from am_assets.ingest.adapters import FieldError, humaneval_rows, reasoning_gym_rows
 from am_assets.ingest.logic import ingest_source
-from am_assets.ingest.readers import RowError, SourceFileError, read_records
+from am_assets.ingest.readers import RowError, read_records
 from am_assets.schema import QUERY_SCHEMA, query_id
-from resources.config import BenchmarkConfig, CleaningConfig, FileSource
+from resources.config import BenchmarkConfig, CleaningConfig, FieldMapping, FileSource
 
 BENCHMARK_SCHEMA = {**QUERY_SCHEMA, "item_id": pl.String, "benchmark": pl.String}
 MBPP_TEST_IDS = (11, 510)  # the standard MBPP test split
@@ -46,22 +45,9 @@ def mbpp_row(record: dict) -> dict:
     return _row(record["text"], None, json.dumps(tests), meta, "code", record["task_id"])
 
 
-def gpqa_row(record: dict, seed: int) -> dict:
-    """GPQA CSV row: the four options shuffled (seeded per item), the answer is the correct letter."""
-    try:
-        question = record["Question"].strip()
-        correct = record["Correct Answer"].strip()
-        wrong = [record[f"Incorrect Answer {i}"].strip() for i in (1, 2, 3)]
-    except KeyError as e:
-        raise FieldError(str(e.args[0]), "missing") from None
-    item_id = record.get("Record ID") or hashlib.blake2b(question.encode(), digest_size=6).hexdigest()
-    options = [correct, *wrong]
-    random.Random(f"{seed}:{item_id}").shuffle(options)
-    letter = "ABCD"[options.index(correct)]
-    text = question + "\n\n" + "\n".join(f"{'ABCD'[i]}) {o}" for i, o in enumerate(options))
-    meta = {"question_stem": question, "options": options, "domain": record.get("High-level domain"),
-            "subdomain": record.get("Subdomain")}
-    return _row(text, letter, None, meta, "science", item_id)
+# GPQA's CSV columns; the options are shuffled per item (seeded by the benchmark's `seed`)
+GPQA_FIELDS = {"question": "Question", "correct": "Correct Answer", "id": "Record ID",
+               "incorrect": ["Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]}
 
 
 def _lcb_tests(value, field: str) -> list[dict]:
@@ -107,14 +93,6 @@ def livecodebench_row(record: dict) -> dict:
     return _row(question, None, json.dumps(tests) if cases else None, {**info, **meta}, "code", record["question_id"])
 
 
-def _csv_records(path):
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            yield from enumerate(csv.DictReader(f), start=2)  # line 1 is the header
-    except (OSError, UnicodeDecodeError) as e:
-        raise SourceFileError(f"{path}: cannot read: {e}") from e
-
-
 def benchmark_fingerprint(b: BenchmarkConfig) -> str:
     """Data version of a benchmark: its settings plus the bytes of its file (or the HumanEval file)."""
     from am_assets.ingest.adapters import humaneval_path
@@ -136,6 +114,16 @@ def _in_range(item_id: str, rng: tuple[int, int] | None) -> bool:
     return number is not None and rng[0] <= int(number.group(1)) <= rng[1]
 
 
+def file_source(b: BenchmarkConfig) -> FileSource | None:
+    """The ingest source a file benchmark reads through (mapped, AM and GPQA layouts); None for the others."""
+    if b.kind != "file" or b.layout not in ("mapped", "am_1.4m", "am_40m", "gpqa_csv"):
+        return None
+    if b.layout == "gpqa_csv":  # a preset of the mapped layout (multiple choice, README)
+        return FileSource(name=b.name, kind="file", path=b.path, format="csv", category=b.category or "science",
+                          mapping=FieldMapping(**GPQA_FIELDS, shuffle_seed=b.seed))
+    return FileSource(name=b.name, kind="file", path=b.path, layout=b.layout, mapping=b.mapping, category=b.category)
+
+
 def load_benchmark(b: BenchmarkConfig, cleaning: CleaningConfig | None = None) -> tuple[pl.DataFrame, list[str]]:
     """(rows with BENCHMARK_SCHEMA, errors as 'file row N field: message'). A missing file raises."""
     cleaning = cleaning or CleaningConfig()
@@ -145,15 +133,13 @@ def load_benchmark(b: BenchmarkConfig, cleaning: CleaningConfig | None = None) -
         rows = list(humaneval_rows())  # `limit` applies after `id_range`, below
     elif b.kind == "reasoning_gym":
         rows = list(reasoning_gym_rows(b.datasets, b.count, b.seed, b.category))
-    elif b.layout in ("mapped", "am_1.4m", "am_40m"):
-        src = FileSource(name=b.name, kind="file", path=b.path, layout=b.layout, mapping=b.mapping, category=b.category)
+    elif (src := file_source(b)) is not None:
         df, rejected = ingest_source(src, cleaning)
         errors = [f"{r['source_file']} row {r['source_row']} {r['field']}: {r['error']}" for r in rejected.iter_rows(named=True)]
         rows = df.drop("query_id", "source", "source_file").to_dicts()
     else:
-        adapt = {"mbpp": mbpp_row, "livecodebench": livecodebench_row, "gpqa_csv": lambda r: gpqa_row(r, b.seed)}[b.layout]
-        records = _csv_records(b.path) if b.layout == "gpqa_csv" else read_records(b.path, "auto", cleaning.max_row_bytes)
-        for lineno, record in records:
+        adapt = {"mbpp": mbpp_row, "livecodebench": livecodebench_row}[b.layout]
+        for lineno, record in read_records(b.path, "auto", cleaning.max_row_bytes):
             if isinstance(record, RowError):
                 errors.append(f"{b.path} row {lineno} {record.field}: {record.error}")
                 continue

@@ -7,9 +7,12 @@ Generators (reasoning-gym, HumanEval) yield rows directly.
 from __future__ import annotations
 
 import json
+import math
 import re
+from decimal import Decimal
 from typing import Any, Callable, Iterator
 
+from am_assets.ingest import choices
 from am_assets.verify.math_worker import last_boxed  # one implementation: the worker's (stdlib only)
 from resources.config import CATEGORIES, FieldMapping
 
@@ -49,6 +52,24 @@ def _text(value: Any, field: str, required: bool) -> str | None:
     if required:  # the question itself must be text, not a bare number
         raise FieldError(field, f"expected a string, got {type(value).__name__}")
     return str(value)
+
+
+def answer_text(value: Any, field: str, required: bool = False) -> str | None:
+    """A reference answer (or option) of any JSON scalar type, as text: 27 -> "27", 27.0 -> "27.0",
+    1e-05 -> "0.00001" (the float's own digits, no exponent: the math verifier compares numbers)."""
+    if value is _MISSING or value is None:
+        if required:
+            raise FieldError(field, "missing")
+        return None
+    if isinstance(value, bool):
+        raise FieldError(field, f"a boolean ({value}) is not an answer")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise FieldError(field, f"{value} is not a finite number")
+        return format(Decimal(repr(value)), "f")
+    if isinstance(value, (str, int)):
+        return str(value)
+    raise FieldError(field, f"expected a string or a number, got {type(value).__name__}")
 
 
 def gsm8k_answer(text: str) -> str | None:
@@ -145,17 +166,53 @@ def _row(question, reference, tests, constraints, metadata) -> dict:
             "metadata": json.dumps(metadata, default=str) if metadata else "{}"}
 
 
+def _mapped_choices(record: dict, m: FieldMapping, stem: str) -> tuple[str, str, dict]:
+    """(question with lettered options, correct letter, metadata.choices) from the mapped fields."""
+    def option(path: str) -> str:
+        text = answer_text(get_path(record, path), path, required=True).strip()
+        if not text:
+            raise FieldError(path, "empty option")
+        return text
+
+    def checked(field: str, fn, *args):
+        try:
+            return fn(*args)
+        except ValueError as e:
+            raise FieldError(field, str(e)) from None
+
+    if m.correct:
+        return checked(m.correct, choices.shuffled_choices, stem, option(m.correct),
+                       [option(p) for p in m.incorrect], m.shuffle_seed)
+    if isinstance(m.options, list):
+        options, where = [option(p) for p in m.options], ",".join(m.options)
+    else:
+        raw = checked(m.options, choices.option_list, get_path(record, m.options))
+        options, where = [answer_text(o, f"{m.options}.{i}", required=True).strip() for i, o in enumerate(raw)], m.options
+    field = m.answer_letter or m.answer_index
+    value = get_path(record, field)
+    if value is _MISSING or value is None:
+        raise FieldError(field, "missing")
+    index = checked(field, choices.letter_index if m.answer_letter else choices.index_value, value, len(options))
+    return checked(where, choices.fixed_choices, stem, options, index)
+
+
 def adapt_mapped(record: dict, m: FieldMapping, default_category: str | None) -> dict:
     question = _text(get_path(record, m.question), m.question, required=True)
-    reference = None
+    reference, metadata = None, {}
     if m.answer:
-        raw = _text(get_path(record, m.answer), m.answer, required=True)
-        reference = extract_answer(raw, m.answer_format, m.answer)
+        value = get_path(record, m.answer)
+        raw = answer_text(value, m.answer, required=True)
+        # a JSON number is the final answer itself, whatever answer_format says
+        reference = raw if isinstance(value, (int, float)) else extract_answer(raw, m.answer_format, m.answer)
+    elif m.is_choice():
+        question, reference, chosen = _mapped_choices(record, m, question)
+        metadata = {"choices": chosen}
+        default_category = default_category or "other"  # a letter reference is no math answer
     entry_point = _text(get_path(record, m.entry_point), m.entry_point, False) if m.entry_point else None
     tests = normalize_tests(get_path(record, m.test_cases), m.test_cases, entry_point) if m.test_cases else None
     constraints = (normalize_constraints(get_path(record, m.instruction_constraints), m.instruction_constraints)
                    if m.instruction_constraints else None)
-    row = _row(question, reference, tests, constraints, {})
+    row = _row(question, reference, tests, constraints, metadata)
     cat_value = get_path(record, m.category) if m.category else _MISSING
     row["category"] = normalize_category(cat_value, m.category or "category", default_category, row)
     if m.id:
@@ -181,7 +238,7 @@ def adapt_am_1_4m(record: dict, default_category: str | None) -> dict:
     info = user.get("info") or {}
     if not isinstance(info, dict):
         raise FieldError(f"messages.{last}.info", f"expected an object, got {type(info).__name__}")
-    reference = _text(info.get("reference_answer"), f"messages.{last}.info.reference_answer", False)
+    reference = answer_text(info.get("reference_answer"), f"messages.{last}.info.reference_answer")
     tests = normalize_tests(info.get("test_case"), f"messages.{last}.info.test_case")
     row = _row(question, reference or None, tests, None,
                {"info_source": info.get("source"), "turns_before": last, "history": messages[:last] or None})
@@ -191,7 +248,7 @@ def adapt_am_1_4m(record: dict, default_category: str | None) -> dict:
 
 def adapt_am_40m(record: dict, default_category: str | None) -> dict:
     question = _text(record.get("question", _MISSING), "question", required=True)
-    reference = _text(record.get("ground_truth"), "ground_truth", False)
+    reference = answer_text(record.get("ground_truth"), "ground_truth")
     tests = normalize_tests(record.get("test_case"), "test_case")
     constraints = normalize_constraints(record.get("instruction_constrain"), "instruction_constrain")
     row = _row(question, reference or None, tests, constraints,

@@ -16,7 +16,7 @@ from am_assets.ingest.adapters import (
     reasoning_gym_rows,
     record_adapter,
 )
-from am_assets.ingest.readers import RowError, read_records
+from am_assets.ingest.readers import RowError, SourceFileError, csv_header, detect_format, read_records
 from am_assets.schema import QUERY_SCHEMA, REJECTED_SCHEMA, query_id
 from resources.config import CleaningConfig, FileSource, HumanEvalSource, ReasoningGymSource
 
@@ -62,6 +62,27 @@ def _file_rows(source: FileSource, cleaning: CleaningConfig) -> Iterator[dict | 
             continue
         row.setdefault("source_row", str(lineno))
         yield row
+
+
+def header_problems(source: FileSource) -> list[str]:
+    """Mapped fields missing from a CSV/TSV file's header (`am-distill validate`): caught before a run
+    instead of every row being rejected. Other formats have no header to check cheaply."""
+    try:
+        fmt = detect_format(source.path) if source.format == "auto" else source.format
+        if source.layout != "mapped" or fmt not in ("csv", "tsv"):
+            return []
+        header = set(csv_header(source.path, fmt))
+    except (SourceFileError, OSError) as e:
+        return [f"{source.name}: {e}"]
+    m = source.mapping
+    fields = [("question", m.question)] + [(k, getattr(m, k)) for k in (
+        "answer", "category", "test_cases", "entry_point", "instruction_constraints", "id", "answer_letter",
+        "answer_index", "correct") if getattr(m, k)]
+    fields += [(f"incorrect.{i}", f) for i, f in enumerate(m.incorrect)]
+    fields += [(f"options.{i}", f) for i, f in enumerate(m.options)] if isinstance(m.options, list) else (
+        [("options", m.options)] if m.options else [])
+    return [f"{source.name}: mapping.{key}: no column {path.split('.')[0]!r} in {source.path.name} "
+            f"(columns: {', '.join(sorted(header))})" for key, path in fields if path.split(".")[0] not in header]
 
 
 _CHUNK = 50_000

@@ -2,6 +2,7 @@
 verify the rest, add quality flags and `passed`. Plain functions; the asset only reads and writes.
 
 Verifier registry (by the query's category and carried data):
+  choice          option letter vs metadata.choices (any category)    needs metadata.choices
   math            Math-Verify (+ optional judge second opinion)       needs reference_answer
   code            sandboxed tests                                     needs test_cases
   if              IFEval validators                                   needs instruction_constraints
@@ -22,7 +23,7 @@ from typing import Callable
 
 import polars as pl
 
-from am_assets.verify import code_tests, ifeval, rgym
+from am_assets.verify import choice, code_tests, ifeval, rgym
 from am_assets.verify.base import Verdict, answer_part, no_reference
 from am_assets.verify.math_pool import get_pool
 from am_assets.verify.quality import has_text, perplexities, repetitive_flags
@@ -53,6 +54,8 @@ def input_hash(row: dict) -> str:
 
 
 def choose_verifier(row: dict) -> str:
+    if choice.choices_of(row.get("metadata")) is not None:  # options + letter: any category, no judge
+        return "choice"
     category = row.get("category")
     if category == "math":
         return "math"
@@ -70,6 +73,7 @@ def verifier_versions(vcfg, judge_version: str) -> dict[str, tuple[str, str]]:
         "code": (code_tests.NAME, f"{code_tests.VERSION}/tests{vcfg.code_max_tests}"),
         "if": (ifeval.NAME, ifeval.VERSION),
         "reasoning-gym": (rgym.NAME, rgym.version()),
+        "choice": (choice.NAME, choice.VERSION),
         "science": ("judge-science", judge_version),
         "other": ("judge-other", judge_version),
         "none": ("none", "none/1"),
@@ -115,6 +119,8 @@ def _verify_math(rows: list[dict], vcfg, judge, log) -> list[Verdict]:
 def _verify_group(key: str, rows: list[dict], vcfg, sandbox_factory, judge, log) -> list[Verdict]:
     if key == "math":
         return _verify_math(rows, vcfg, judge, log)
+    if key == "choice":
+        return [choice.verify_choice(r["_answer"], r.get("metadata"), r.get("category")) for r in rows]
     if key == "code":
         try:
             sandbox = sandbox_factory()
