@@ -6,6 +6,7 @@
     am-distill lineage <id>         trace a training-mix row, response id or query id to its raw row
     am-distill ui                   dagster dev on 127.0.0.1:3000 with the project-local instance
     am-distill validate             check pipeline.yaml and the definitions
+    am-distill check rows.jsonl     the verdict on each row (query columns + response), one JSON line each
 
 Runs go to the Dagster instance in $DAGSTER_HOME (default: ./.dagster), so the UI shows them.
 """
@@ -127,7 +128,6 @@ def cmd_validate(args) -> None:
     import dagster as dg
 
     dg.Definitions.validate_loadable(defs)
-    print(f"{args.config or 'pipeline.yaml'}: valid; {len(list(defs.assets))} assets")
     from am_assets.dedup.bench_sources import file_source
     from am_assets.ingest.logic import header_problems
 
@@ -136,6 +136,25 @@ def cmd_validate(args) -> None:
     problems = [p for f in files for p in header_problems(f)]  # mapped CSV columns the header lacks
     if problems:
         raise SystemExit(f"{args.config or 'pipeline.yaml'}: invalid field mapping\n  " + "\n  ".join(problems))
+    print(f"{args.config or 'pipeline.yaml'}: valid; {len(list(defs.assets))} assets")
+
+
+def cmd_check(args) -> None:
+    import json
+
+    from am_assets.verify.check import check_rows, read_jsonl
+    from definitions import build_defs
+    from resources.engines import engines_in_use
+
+    defs = build_defs(args.config)
+    cfg, sandbox, judge = defs.resources["pipeline"].load(), defs.resources["sandbox"], defs.resources["judge"]
+    path = Path(args.file)
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file")
+    with engines_in_use():  # a judge may start a vLLM engine
+        for verdict in check_rows(read_jsonl(path), cfg.verification, sandbox_factory=sandbox.get, judge=judge,
+                                  judge_version=judge.version(), log=lambda m: print(m, file=sys.stderr)):
+            print(json.dumps(verdict, ensure_ascii=False, default=str), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,6 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     u.add_argument("--port", type=int, default=3000)
     u.set_defaults(fn=cmd_ui)
     sub.add_parser("validate", help="validate pipeline.yaml and the definitions").set_defaults(fn=cmd_validate)
+    ck = sub.add_parser("check", help="verify responses in a JSONL file; one JSON verdict line per row")
+    ck.add_argument("file")
+    ck.set_defaults(fn=cmd_check)
     args = parser.parse_args(argv)
     from am_assets.runner import MaterializationFailed
     from resources.config import ConfigError

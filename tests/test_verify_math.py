@@ -36,21 +36,52 @@ def _skyt1_rows():
     return rows
 
 
-def test_skyt1_math500_verdicts_agree_with_the_files_scores(pool):
+def test_skyt1_math500_verdicts_agree_with_the_files_scores():
+    """The pipeline's verdicts (verify_partition, as imported traces) against the file's grader, by group.
+
+    The file's grader takes the last number anywhere in the text; ours reads the answer part only:
+    - complete solution blocks: 177 of 180 agree. The 3 gaps: two references lost their `\\\\` row
+      separators (`\\begin{pmatrix}-2-14-7\\end{pmatrix}`), one solution states `$$\\tan A = 2$$` without
+      a box or an answer statement;
+    - untagged traces with a final \\boxed{}: 45 of 47 agree (a mangled pmatrix reference and
+      `\\boxed{12^{\\text{th}}\\text{ grade}}`, which Math-Verify reads as `12^{`);
+    - truncated traces (an unclosed thought or solution, or an untagged text cut mid-sentence): never a
+      pass; the file credits 19 of them for a number found in the unfinished thought;
+    - untagged traces with no \\boxed{}: no delimited answer part, so only a box would be an answer;
+      the file credits 76 of them for the last number in the prose.
+    """
+    import polars as pl
+
+    from am_assets.responses import parse_response
+    from am_assets.verify.logic import verify_partition
+    from resources.config import VerificationConfig
+
     rows = _skyt1_rows()
     assert len(rows) == 500
-    items = [(r["gt"], answer_part(None, r["response"])) for r in rows]
-    verdicts = pool.verify(items)
-    assert all(v["status"] in ("ok", "unparseable") for v in verdicts)
-    # Responses with an answer part (<|begin_of_solution|>): we verify its last \boxed{}, as the file does.
-    answered = [(r, v) for r, v, (_, a) in zip(rows, verdicts, items) if a]
-    agree = sum((v["score"] == 1.0) == r["score"] for r, v in answered)
-    assert len(answered) >= 190
-    assert agree / len(answered) >= 0.95, f"{agree}/{len(answered)} agree"
-    # Truncated traces without an answer part get no credit here (the file's grader scanned the unfinished
-    # thought for a number and credited 122 of them): no answer part, no answer.
-    unanswered = [v for v, (_, a) in zip(verdicts, items) if not a]
-    assert unanswered and all(v["score"] == 0.0 for v in unanswered)
+    responses = pl.DataFrame([{"response_id": f"r{i}", "query_id": f"q{i}", "response": r["response"],
+                               "finish_reason": None, "status": "ok"} for i, r in enumerate(rows)])
+    queries = pl.DataFrame([{"query_id": f"q{i}", "category": "math", "question": "", "reference_answer": r["gt"]}
+                            for i, r in enumerate(rows)])
+    out, _ = verify_partition(responses, queries, pl.DataFrame(), VerificationConfig(), sandbox_factory=lambda: None)
+    groups: dict[str, list[tuple[bool, bool]]] = {}
+    for r, o in zip(rows, out.iter_rows(named=True)):
+        boxed = json.loads(o["details"]).get("from") == "boxed"
+        fmt = parse_response(r["response"]).format
+        group = "truncated" if o["status"] == "truncated" else f"{fmt}{'+boxed' if boxed else ''}"
+        groups.setdefault(group, []).append((o["passed"], r["score"]))
+        if o["passed"]:
+            assert boxed, o  # no pass from prose: complete Sky-T1 solutions all box their answer
+
+    def agreement(group):
+        pairs = groups[group]
+        return sum(a == b for a, b in pairs) / len(pairs), len(pairs)
+
+    rate, n = agreement("skyt1+boxed")
+    assert n >= 170 and rate >= 0.98, (rate, n)
+    rate, n = agreement("untagged+boxed")
+    assert n >= 40 and rate >= 0.95, (rate, n)
+    assert len(groups["truncated"]) >= 120 and not any(p for p, _ in groups["truncated"])
+    assert not any(p for p, _ in groups["untagged"])
 
 
 def test_gsm8k_hash_references_parse_and_verify(pool):

@@ -13,7 +13,7 @@ import polars as pl
 
 # Verification statuses that are a verdict on the response. timeout / verifier_error / no_reference
 # are failures of the verifier (or of the data), never a verdict: they leave the pass-rate denominator.
-SCORED_STATUSES = ("ok", "unparseable")
+SCORED_STATUSES = ("ok", "truncated", "unparseable")
 
 LEVELS = ("easy", "medium", "hard", "unsolved")
 

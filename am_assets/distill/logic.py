@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from am_assets.responses import Parsed, parse_response, truncation  # noqa: F401 - re-exported
+
 RESPONSE_SCHEMA: dict[str, pl.DataType] = {
     "response_id": pl.String,  # hash of (query_id, fingerprint, sample_idx): the row's cache key
     "query_id": pl.String,
@@ -46,72 +48,8 @@ def build_conversation(system_prompt: str, question: str) -> list[dict[str, str]
 # ---------------------------------------------------------------- parsing
 
 
-@dataclass(frozen=True)
-class Parsed:
-    think: str | None
-    answer: str | None
-    format: str  # tagged | r1 | skyt1 | untagged
-    closed: bool  # False when an opened section never closes (the text was cut off)
-
-
-def _between(text: str, open_tag: str, close_tag: str) -> tuple[str | None, bool, int]:
-    """(content, closed, end index) of the first open_tag..close_tag; content runs to the end if unclosed."""
-    i = text.find(open_tag)
-    if i < 0:
-        return None, True, -1
-    start = i + len(open_tag)
-    j = text.find(close_tag, start)
-    if j < 0:
-        return text[start:].strip(), False, len(text)
-    return text[start:j].strip(), True, j + len(close_tag)
-
-
-_THINK = ("<think>", "</think>")
-_ANSWER = ("<answer>", "</answer>")
-_THOUGHT = ("<|begin_of_thought|>", "<|end_of_thought|>")
-_SOLUTION = ("<|begin_of_solution|>", "<|end_of_solution|>")
-
-
-def _two_part(text: str, think_tags, answer_tags, fmt: str) -> Parsed:
-    """Thinking in think_tags, answer in answer_tags or (R1 style) the text after the thinking."""
-    open_t, close_t = think_tags
-    if open_t in text:
-        think, think_closed, end = _between(text, open_t, close_t)
-    else:  # templates that put the opening tag in the prompt: only the closing tag is generated
-        j = text.find(close_t)
-        think, think_closed, end = text[:j].strip(), True, j + len(close_t)
-    if not think_closed:
-        return Parsed(think or None, None, fmt, False)
-    rest = text[end:]
-    if answer_tags[0] in rest:
-        answer, answer_closed, _ = _between(rest, *answer_tags)
-        return Parsed(think or None, answer or None, "tagged" if fmt == "r1" else fmt, answer_closed)
-    return Parsed(think or None, rest.strip() or None, fmt, True)
-
-
-def parse_response(text: str) -> Parsed:
-    """Split a response into thinking and answer.
-
-    `<think>..</think><answer>..</answer>`, R1 style `<think>..</think> answer`, Sky-T1
-    `<|begin_of_thought|>..<|end_of_thought|><|begin_of_solution|>..<|end_of_solution|>`; a response
-    with no tags at all is all answer. `closed` is False when an opened section never closes.
-    """
-    text = text or ""
-    if _THOUGHT[0] in text or _THOUGHT[1] in text:
-        return _two_part(text, _THOUGHT, _SOLUTION, "skyt1")
-    if _THINK[0] in text or _THINK[1] in text:
-        return _two_part(text, _THINK, _ANSWER, "r1")
-    if _ANSWER[0] in text:
-        answer, closed, _ = _between(text, *_ANSWER)
-        return Parsed(None, answer or None, "tagged", closed)
-    if _SOLUTION[0] in text:
-        answer, closed, _ = _between(text, *_SOLUTION)
-        return Parsed(None, answer or None, "skyt1", closed)
-    return Parsed(None, text.strip() or None, "untagged", True)
-
-
-def is_truncated(finish_reason: str | None, parsed: Parsed) -> bool:
-    return finish_reason == "length" or not parsed.closed
+def is_truncated(finish_reason: str | None, parsed: Parsed, text: str | None = None) -> bool:
+    return truncation(text, finish_reason, parsed) is not None
 
 
 # ---------------------------------------------------------------- keys and diffs
@@ -188,7 +126,7 @@ def completion_rows(query: dict, completions: list, wanted_idxs: list[int], *, f
             "sampling": sampling_json, "response": None if failed else c.text,
             "think": parsed.think if not failed else None, "answer": parsed.answer if not failed else None,
             "format": None if failed else parsed.format, "finish_reason": c.finish_reason,
-            "truncated": False if failed else is_truncated(c.finish_reason, parsed),
+            "truncated": False if failed else is_truncated(c.finish_reason, parsed, c.text),
             "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "latency_s": c.latency_s,
             "status": "error" if failed else "ok", "error": c.error,
         })

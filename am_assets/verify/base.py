@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-STATUSES = ("ok", "timeout", "verifier_error", "no_reference", "unparseable")
+from am_assets.responses import parse_response, truncation
+
+# `truncated`: the response was cut off (finish_reason length, an unclosed thinking part, an import with no
+# answer part): a verdict (score 0, never a pass), unlike the verifier failures timeout / verifier_error.
+STATUSES = ("ok", "truncated", "timeout", "verifier_error", "no_reference", "unparseable")
 
 
 @dataclass(frozen=True)
@@ -25,23 +29,18 @@ def no_reference(what: str) -> Verdict:
     return Verdict(0.0, "no_reference", {"reason": f"the query has no {what}"})
 
 
-_THINK_END = re.compile(r"</think>|<\|end_of_thought\|>", re.I)
-_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
-_SOLUTION = re.compile(r"<\|begin_of_solution\|>(.*?)(?:<\|end_of_solution\|>|$)", re.S)
-
-
 def answer_part(answer: str | None, response: str | None) -> str:
-    """The answer part: the parsed `answer` column when present, else the response after the think part
-    (<answer>...</answer>, <|begin_of_solution|>... or text after </think>). Empty when there is none."""
-    if answer and answer.strip():
-        return answer
-    text = response or ""
-    for pattern in (_ANSWER, _SOLUTION):
-        m = pattern.search(text)
-        if m:
-            return m.group(1).strip()
-    parts = _THINK_END.split(text)
-    return parts[-1].strip() if len(parts) > 1 else ""
+    """The answer part of a response (am_assets/responses.py); the `answer` column when there is no
+    response text. Empty when there is none (a cut-off thought has no answer part)."""
+    if response:
+        return parse_response(response).answer or ""
+    return (answer or "").strip()
+
+
+def truncated_verdict(response: str | None, finish_reason: str | None, parsed=None) -> Verdict | None:
+    """A `truncated` verdict (score 0) for a cut-off response, else None: the response gets verified."""
+    why = truncation(response, finish_reason, parsed)
+    return None if why is None else Verdict(0.0, "truncated", {"reason": f"truncated: {why}"})
 
 
 _FENCE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)

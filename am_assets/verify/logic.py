@@ -23,8 +23,9 @@ from typing import Callable
 
 import polars as pl
 
+from am_assets.responses import parse_response
 from am_assets.verify import choice, code_tests, ifeval, rgym
-from am_assets.verify.base import Verdict, answer_part, no_reference
+from am_assets.verify.base import Verdict, answer_part, no_reference, truncated_verdict
 from am_assets.verify.math_pool import get_pool
 from am_assets.verify.quality import has_text, perplexities, repetitive_flags
 
@@ -40,10 +41,11 @@ MATH_CHUNK = 500  # items per progress line
 
 
 @functools.cache
-def math_version(second_opinion: bool) -> str:
+def math_version(second_opinion: bool, fallback: str = "answer_statement") -> str:
     from importlib.metadata import version
 
-    return f"math-verify-{version('math-verify')}/1" + ("+judge" if second_opinion else "")
+    # /2: answers only from the answer part (last \boxed{}, else the configured fallback); truncation
+    return f"math-verify-{version('math-verify')}/2-{fallback}" + ("+judge" if second_opinion else "")
 
 
 def input_hash(row: dict) -> str:
@@ -69,7 +71,7 @@ def choose_verifier(row: dict) -> str:
 def verifier_versions(vcfg, judge_version: str) -> dict[str, tuple[str, str]]:
     """verifier key -> (name, version) recorded on each row."""
     return {
-        "math": ("math-verify", math_version(vcfg.math_judge_second_opinion)),
+        "math": ("math-verify", math_version(vcfg.math_judge_second_opinion, vcfg.answer_fallback)),
         "code": (code_tests.NAME, f"{code_tests.VERSION}/tests{vcfg.code_max_tests}"),
         "if": (ifeval.NAME, ifeval.VERSION),
         "reasoning-gym": (rgym.NAME, rgym.version()),
@@ -101,7 +103,9 @@ def _verify_math(rows: list[dict], vcfg, judge, log) -> list[Verdict]:
     pool = get_pool(vcfg.math_workers, vcfg.math_timeout_s)
     for start in range(0, len(todo), MATH_CHUNK):
         chunk = todo[start:start + MATH_CHUNK]
-        res = pool.verify([(rows[i]["reference_answer"], rows[i]["_answer"]) for i in chunk])
+        # an untagged response has no delimited answer part: only its last \boxed{} is an answer
+        res = pool.verify([(rows[i]["reference_answer"], rows[i]["_answer"],
+                            vcfg.answer_fallback if rows[i].get("_delimited") else "none") for i in chunk])
         for i, d in zip(chunk, res):
             out[i] = Verdict(d["score"], d["status"], d["details"])
         log(f"math: {min(start + MATH_CHUNK, len(todo))}/{len(todo)} verified")
@@ -160,7 +164,9 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
     groups: dict[str, list[int]] = {}
     reused = 0
     for i, r in enumerate(rows):
-        r["_answer"] = answer_part(r.get("answer"), r.get("response"))
+        parsed = parse_response(r["response"]) if r.get("response") else None
+        r["_answer"] = (parsed.answer or "") if parsed else answer_part(r.get("answer"), None)
+        r["_delimited"] = parsed is None or parsed.format != "untagged"
         if r.get("status") not in (None, "ok"):
             verdicts[i] = ("none", Verdict(0.0, "verifier_error", {"reason": f"the generation failed: {r.get('error')}"}))
             continue
@@ -168,6 +174,11 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
             verdicts[i] = ("none", no_reference(f"query row (query_id {r['query_id']} is not in unique_queries)"))
             continue
         key = choose_verifier(r)
+        cut = truncated_verdict(r["response"], r.get("finish_reason"), parsed) if parsed else None
+        if cut is not None or r.get("truncated"):  # cut off: never a pass, whatever the verifier would say
+            r["_truncated"] = True
+            verdicts[i] = (key, cut or Verdict(0.0, "truncated", {"reason": "truncated (teacher_responses)"}))
+            continue
         r["_input_hash"] = input_hash(r)
         hit = keyed.get((r["response_id"], versions[key][1]))
         if hit is not None and hit.get("input_hash") == r["_input_hash"]:
@@ -185,7 +196,7 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
     out = []
     for r, (key, v), rep, p in zip(rows, verdicts, repetitive, ppl):
         threshold = vcfg.thresholds.get(r.get("category"), float("inf"))
-        truncated = bool(r.get("truncated")) or r.get("finish_reason") == "length"
+        truncated = bool(r.get("_truncated") or r.get("truncated"))
         out.append({
             "response_id": r["response_id"], "query_id": r["query_id"], "category": r.get("category"),
             "verify_score": float(v.score), "passed": v.status == "ok" and v.score > threshold,

@@ -87,12 +87,14 @@ class MathPool:
         while len(self.workers) < self.n:
             self.workers.append(_Worker())
 
-    def verify(self, items: list[tuple[str, str]]) -> list[dict]:
-        """[(reference, answer text)] -> [{"score", "status", "details"}] in the same order."""
+    def verify(self, items: list[tuple[str, str]], fallback: str = "answer_statement") -> list[dict]:
+        """[(reference, answer part[, fallback])] -> [{"score", "status", "details"}] in the same order.
+        `fallback` (math_worker.FALLBACKS): what an answer part without a \\boxed{} gives; an item's own
+        third element overrides it."""
         with self._lock:
-            return self._verify(items)
+            return self._verify(items, fallback)
 
-    def _verify(self, items: list[tuple[str, str]]) -> list[dict]:
+    def _verify(self, items: list[tuple[str, str]], fallback: str) -> list[dict]:
         results: list[dict | None] = [None] * len(items)
         queue = collections.deque(range(len(items)))
         payloads = {}
@@ -107,7 +109,9 @@ class MathPool:
                     while w.ready and queue and len(w.inflight) < MAX_INFLIGHT:
                         i = queue[0]
                         if i not in payloads:
-                            payloads[i] = (json.dumps({"i": i, "gold": items[i][0], "pred": items[i][1]}) + "\n").encode()
+                            fb = items[i][2] if len(items[i]) > 2 else fallback
+                            payloads[i] = (json.dumps({"i": i, "gold": items[i][0], "pred": items[i][1],
+                                                       "fallback": fb}) + "\n").encode()
                         if w.inflight and w.pending_bytes + len(payloads[i]) > WINDOW_BYTES:
                             break
                         queue.popleft()

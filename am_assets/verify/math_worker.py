@@ -11,7 +11,7 @@ import re
 import sys
 from decimal import Decimal, InvalidOperation
 
-ANSWER_TAIL_CHARS = 4000  # without a \boxed{}, Math-Verify reads the answer's tail
+FALLBACKS = ("none", "answer_statement")
 
 
 def last_boxed(text: str) -> str | None:
@@ -34,6 +34,41 @@ def last_boxed(text: str) -> str | None:
             break
         start = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start))
     return None
+
+
+# "The final answer is X", "Answer: X", "answer = X": the last one in the answer part.
+_STATEMENT = re.compile(r"(?:final\s+answer|the\s+answer|\banswer)\**\s*(?:is|:|=|would\s+be|will\s+be|should\s+be)\s*:?\s*",
+                        re.I)
+# where a stated answer ends: a line break, a sentence end, or a clause that explains it
+_STATEMENT_END = re.compile(r"\n|\.\s|\.$|;|\s(?:because|since|as|which|where|so|for)\s", re.I)
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")  # a word, not a LaTeX command
+
+
+def final_answer(part: str, fallback: str = "answer_statement") -> tuple[str | None, str | None]:
+    """(answer text, where it came from) read from an answer part, or (None, None).
+
+    The last \\boxed{} first (the papers' rule). With `fallback="answer_statement"`, an answer part that
+    is itself one short expression (`<answer>42</answer>`) or ends in an explicit statement ("the final
+    answer is 42") gives that; any other prose gives nothing: an expression merely restated from the
+    question is not an answer.
+    """
+    boxed = last_boxed(part or "")
+    if boxed:
+        return boxed, "boxed"
+    if fallback != "answer_statement" or not part:
+        return None, None
+    bare = part.strip().strip("$").rstrip(".").strip()
+    # one token ("Evelyn", "x=3") or a formula without words ("x = 3", "(1, 2)"): the part is the answer
+    if bare and len(bare) <= 80 and "\n" not in bare and (" " not in bare or not _WORD.search(bare)):
+        return bare, "answer_part"
+    found = list(_STATEMENT.finditer(part))
+    if found:
+        tail = part[found[-1].end():]
+        end = _STATEMENT_END.search(tail)
+        stated = (tail[:end.start()] if end else tail).strip().strip("*").strip().strip("$").rstrip(".").strip()
+        if stated and len(stated) <= 200 and not stated.lower().startswith("not "):
+            return stated, "answer_statement"
+    return None, None
 
 
 def _short(x) -> str:
@@ -71,7 +106,7 @@ def fast_check(gold: str, answer: str | None) -> dict | None:
     if answer is None:
         return None
     g, a = _number(gold), _number(answer)
-    details = {"extracted": answer[:200], "from": "boxed", "reference": gold[:200], "fast_path": True}
+    details = {"extracted": answer[:200], "reference": gold[:200], "fast_path": True}
     if g is not None and a is not None:
         return {"score": 1.0 if g == a or round(g, 6) == round(a, 6) else 0.0, "status": "ok", "details": details}
     if " ".join(gold.split()) == " ".join(answer.split()) and gold.strip():
@@ -79,23 +114,27 @@ def fast_check(gold: str, answer: str | None) -> dict | None:
     return None
 
 
-def check(gold: str, pred: str) -> dict:
+def check(gold: str, pred: str, fallback: str = "answer_statement") -> dict:
+    """Score one answer part against a reference answer; pred is the answer part, never the thinking."""
     from math_verify import parse, verify
 
-    boxed = last_boxed(pred)
-    fast = fast_check(gold, boxed)
+    answer, source = final_answer(pred, fallback)
+    if answer is None:
+        return {"score": 0.0, "status": "ok", "details": {
+            "reason": "no \\boxed{} answer in the answer part" + (" and no stated final answer" if fallback != "none"
+                                                                  else ""), "reference": _short(gold)}}
+    fast = fast_check(gold, answer)
     if fast is not None:
+        fast["details"]["from"] = source
         return fast
     g = _parse_gold(gold)
     if not g:
         return {"score": 0.0, "status": "unparseable",
                 "details": {"reason": "reference answer not parseable by Math-Verify", "reference": _short(gold)}}
-    target = f"\\boxed{{{boxed}}}" if boxed is not None else (pred or "")[-ANSWER_TAIL_CHARS:]
-    p = parse(target, parsing_timeout=None)
-    details = {"extracted": _short(p[-1]) if p else None, "from": "boxed" if boxed is not None else "answer_text",
-               "reference": _short(g[-1])}
+    p = parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
+    details = {"extracted": _short(p[-1]) if p else _short(answer), "from": source, "reference": _short(g[-1])}
     if not p:
-        details["reason"] = "no answer found in the response"
+        details["reason"] = "the final answer is not parseable"
         return {"score": 0.0, "status": "ok", "details": details}
     return {"score": 1.0 if verify(g, p, timeout_seconds=None) else 0.0, "status": "ok", "details": details}
 
@@ -112,7 +151,7 @@ def main() -> None:
     for line in sys.stdin:
         item = json.loads(line)
         try:
-            res = check(item["gold"], item["pred"])
+            res = check(item["gold"], item["pred"], item.get("fallback", "answer_statement"))
         except Exception as e:  # noqa: BLE001 - a verifier failure is a status, not a verdict
             res = {"score": 0.0, "status": "verifier_error", "details": {"error": f"{type(e).__name__}: {e}"[:300]}}
         res["i"] = item["i"]
