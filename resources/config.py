@@ -301,6 +301,9 @@ class VerificationConfig(Strict):
     math_timeout_s: float = Field(default=5.0, gt=0)
     math_workers: int = Field(default=2, gt=0)
     math_judge_second_opinion: bool = False
+    # what a math answer part without \boxed{} gives: nothing ("none"), or a bare expression / an explicit
+    # "the final answer is X" statement in the answer part ("answer_statement"; recorded as details.from)
+    answer_fallback: Literal["none", "answer_statement"] = "answer_statement"
     code_max_tests: int = Field(default=10, gt=0)
     code_timeout_s: float = Field(default=5.0, gt=0)
     sandbox: Literal["docker", "local"] = "docker"
@@ -323,7 +326,7 @@ class DifficultyConfig(Strict):
     cv_ddof: int = Field(default=1, ge=0)  # the papers' worked examples use the sample std (ddof=1)
     easy_pass_rate: float = Field(default=0.5, gt=0, le=1)  # weak teacher's pass rate at or above: easy
     # statuses that are a verdict on the response; others (timeout, verifier_error, no_reference) are not
-    scored_statuses: list[str] = ["ok", "unparseable"]
+    scored_statuses: list[str] = ["ok", "truncated", "unparseable"]
 
     def config_hash(self, thresholds: dict) -> str:
         spec = {"difficulty": self.model_dump(mode="json"), "thresholds": thresholds}
