@@ -34,6 +34,7 @@ class RunReport:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per asset
     ran: list[tuple[str, str | None]] = field(default_factory=list)  # (asset, partition) in order
     metadata: dict[tuple[str, str | None], dict] = field(default_factory=dict)  # plain values
+    failed_checks: list[tuple[str, str | None, str, str]] = field(default_factory=list)  # asset, partition, check, why
 
     def partitions(self, asset: str) -> list[str | None]:
         return [p for a, p in self.ran if a == asset]
@@ -119,6 +120,11 @@ def _one_pass(defs, instance, report: RunReport, select, partition, only, force,
                 raise MaterializationFailed(f"{name} [{pk or 'unpartitioned'}] failed: {_failure_text(result)}\n"
                                             f"(run {result.run_id}; `am-distill ui` shows its log)")
             report.ran.append((name, pk))
+            for ev in result.get_asset_check_evaluations():  # non-blocking checks do not fail the run: say so
+                if not ev.passed:
+                    report.failed_checks.append((name, pk, ev.check_name, ev.description or ""))
+                    log(f"[{name}] {pk or 'unpartitioned'}: check {ev.check_name} FAILED ({ev.severity.value}): "
+                        f"{ev.description or ''}")
             for mat in result.asset_materializations_for_node(key.path[-1]):
                 report.metadata[(name, pk)] = {k: v.value for k, v in mat.metadata.items()
                                                if isinstance(v.value, (int, float, str, bool))}

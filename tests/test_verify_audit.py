@@ -225,3 +225,20 @@ def test_health_check_fails_with_error_severity_when_a_verifier_cannot_answer(pr
     [check] = materialize(project.defs(), instance, ["verification_outcomes"], partition_key=KEY
                           ).get_asset_check_evaluations()
     assert check.passed  # 50% is not above a 50% limit
+
+
+def test_runner_materializes_the_audit_and_reports_a_failed_health_check(project, instance):
+    from am_assets.ingest.adapters import humaneval_rows
+    from am_assets.runner import materialize_all
+
+    he = next(humaneval_rows(limit=1))
+    queries = [_query("qc", "code", he["question"], tests=he["test_cases"]), _query("qm", "math", "6*7?", "42")]
+    responses = [_response("c1", "qc", "```cpp\nint main() { return 0; }\n```"), _response("m1", "qm", "\\boxed{42}")]
+    _lake(project, queries, responses)
+    lines: list[str] = []
+    report = materialize_all(project.defs(), instance, select=["verification_outcomes", "verifier_audit"],
+                             log=lines.append)
+    assert report.partitions("verifier_audit") == [None] and report.partitions("verification_outcomes") == ["s00|t1"]
+    assert [(a, c) for a, _, c, _ in report.failed_checks] == [("verification_outcomes", "verifier_health")]
+    assert any("check verifier_health FAILED (ERROR)" in line and "code-sandbox: 100.0%" in line for line in lines)
+    assert project.lake().read("verifier_audit").height == 2
