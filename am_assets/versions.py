@@ -28,8 +28,10 @@ def settings_versions(cfg) -> dict[str, str]:
     # imported here: these asset modules import this one
     from am_assets.difficulty.assets import difficulty_settings_hash
     from am_assets.mix.assets import mix_settings_hash
+    from am_assets.verify.audit_asset import audit_settings_hash
 
-    return {"difficulty_settings": difficulty_settings_hash(cfg), "mix_settings": mix_settings_hash(cfg)}
+    return {"difficulty_settings": difficulty_settings_hash(cfg), "mix_settings": mix_settings_hash(cfg),
+            "audit_settings": audit_settings_hash(cfg)}
 
 
 def observed_versions(cfg) -> dict[tuple[str, str | None], str]:

@@ -67,7 +67,7 @@ def test_removed_teacher_is_kept_and_warned(project, instance, caplog):
 def test_record_observations_is_idempotent(project, instance):
     project.write({"teachers": [{"name": "t1", "kind": "vllm"}], "sources": [{"name": "he", "kind": "humaneval"}]})
     cfg = project.cfg()
-    assert record_observations(instance, cfg) == 4  # source, teacher, two settings (no benchmarks)
+    assert record_observations(instance, cfg) == 5  # source, teacher, three settings (no benchmarks)
     assert record_observations(instance, cfg) == 0
 
 

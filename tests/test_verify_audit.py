@@ -242,3 +242,14 @@ def test_runner_materializes_the_audit_and_reports_a_failed_health_check(project
     assert [(a, c) for a, _, c, _ in report.failed_checks] == [("verification_outcomes", "verifier_health")]
     assert any("check verifier_health FAILED (ERROR)" in line and "code-sandbox: 100.0%" in line for line in lines)
     assert project.lake().read("verifier_audit").height == 2
+
+    # a changed audit setting makes only the audit stale (audit_settings is an observable source)
+    from am_assets.runner import stale_status
+    from sensors.registry import record_observations
+
+    _lake(project, queries, responses, audit_sample=7)
+    defs = project.defs()
+    record_observations(instance, project.cfg())
+    status = stale_status(defs.resolve_asset_graph(), instance)
+    assert status(dg.AssetKey("verifier_audit"), None) == "STALE"
+    assert status(dg.AssetKey("verification_outcomes"), "s00|t1") == "FRESH"

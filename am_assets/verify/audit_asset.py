@@ -2,6 +2,9 @@
 re-checked by a second method (am_assets/verify/audit.py). Reads every partition of
 verification_outcomes through the lake, pinned to one Delta version per input table."""
 
+import hashlib
+import json
+
 import dagster as dg
 import polars as pl
 
@@ -12,6 +15,21 @@ from resources.sandbox import SandboxResource
 
 TABLE = "verifier_audit"
 INPUTS = ("verification_outcomes", "teacher_responses", "unique_queries")
+
+
+def audit_settings_hash(cfg) -> str:
+    """What the audit reads besides its inputs: sample size, seed and the code re-run's settings."""
+    v = cfg.verification
+    spec = {"sample": v.audit_sample, "seed": v.audit_seed, "thresholds": v.thresholds,
+            "code": [v.code_max_tests, v.code_timeout_s]}
+    return hashlib.blake2b(json.dumps(spec, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+@dg.observable_source_asset(group_name="verify", description=(
+    "The audit settings (verification.audit_sample, audit_seed, thresholds); data version = their hash, so a "
+    "change makes only verifier_audit stale."))
+def audit_settings(context, pipeline: PipelineConfigResource) -> dg.DataVersion:
+    return dg.DataVersion(audit_settings_hash(pipeline.load()))
 
 
 def load_sample(lake: LakeResource, versions: dict[str, int], per_group: int, seed: int) -> pl.DataFrame:
@@ -49,7 +67,7 @@ def code_rerun(sandbox: SandboxResource, vcfg, log) -> audit.CodeRerun:
 
 @dg.asset(
     name=TABLE, group_name="verify", code_version="1",
-    deps=[dg.AssetDep(t, partition_mapping=dg.AllPartitionMapping()) for t in INPUTS],
+    deps=[*(dg.AssetDep(t, partition_mapping=dg.AllPartitionMapping()) for t in INPUTS), audit_settings],
     description="A seeded sample of verdicts per (source, category, verifier) re-checked by a second method "
                 "(plain Math-Verify, a sandbox re-run); agreement and false-pass / false-fail estimates with "
                 "95% Wilson intervals.")
