@@ -53,7 +53,8 @@ def _requested_keys(result, graph) -> dict[str, list]:
     return out
 
 
-AFTER_MIX = {"trained_model", "eval_scores", "eval_report"}  # steps 2-5 stop at training_mix
+# steps 2-5 stop at training_mix: what follows it, and verifier_audit (beside the mix, not upstream of it)
+AFTER_MIX = {"trained_model", "eval_scores", "eval_report", "verifier_audit"}
 
 
 def _tick(defs, instance, cursor, upto_mix=False):

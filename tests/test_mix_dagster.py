@@ -198,6 +198,7 @@ def test_mix_exports_card_through_dagster(project, instance, tmp_path):
     assert {(r["category"], r["stage"]): r["rows"] for r in card["by_category_stage"]} == table_counts
     md = (out / "DATA_CARD.md").read_text()
     assert f"**{mix.height} rows**" in md
+    assert "## Verifier audit" in md and "verifier_audit has not been materialized yet" in md
     for (cat, stage), n in table_counts.items():
         assert f"| {cat} | {stage} | {n} |" in md
     for plot in ("pass_rates", "cv", "lengths"):
