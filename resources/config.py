@@ -390,6 +390,8 @@ class EvaluationConfig(Strict):
     # asked the same way so the comparison is fair
     system_prompt: str | None = AM_SYSTEM_PROMPT
     math_suffix: str = " Let's think step by step and output the final answer within \\boxed{}."  # P3
+    # multiple-choice items (any category): the choice verifier reads a letter, \boxed{} or not
+    choice_suffix: str = " Answer with the letter of the correct option within \\boxed{}."
     max_model_len: int = Field(default=2048, gt=0)
 
 

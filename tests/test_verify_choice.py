@@ -53,6 +53,7 @@ def wrong_forms(letter: str, other: str, other_text: str) -> list[str]:
     return [f"\\boxed{{{other}}}", f"The answer is {other}", other_text, f"The answer is {letter} or {other}.",
             f"\\boxed{{{letter}}} or \\boxed{{{other}}}", f"\\boxed{{{letter}, {other}}}", f"Answer: either {letter} or {other}",
             "A good approach is to compare the options one by one.", "The answer is", "I am not sure.",
+            "Answer: A good approach is to compare the options.",
             f"The answer is ({letter}) {other_text}"]
 
 
@@ -75,6 +76,8 @@ def test_article_a_and_restated_option_lists_are_not_answers():
     assert read_choice(listed, OPTS)[0] == []
     assert read_choice(listed + "\n\nSo the answer is (B).", OPTS)[0] == ["B"]
     assert read_choice("Let's check option A: W = 2 * 3 = 6 J, too small.", OPTS)[0] == []
+    assert read_choice("Answer: A good approach is W = mgh.", OPTS)[0] == []
+    assert read_choice("The answer is A because W = mgh is too small here.", OPTS)[0] == ["A"]
 
 
 def test_verdict_scale_and_statuses():
@@ -146,7 +149,7 @@ def test_csv_source_through_config_then_verify_partition(project, tmp_path):
 
 def test_mc_benchmark_is_scored_by_the_choice_verifier(project, tmp_path):
     from am_assets.dedup.bench_sources import load_benchmark
-    from am_assets.evaluate.logic import item_table, samples_frame, score_samples
+    from am_assets.evaluate.logic import conversations, item_table, samples_frame, score_samples
 
     project.write(_project_config(_write_csv(tmp_path / "sci.csv")))
     cfg = project.cfg()
@@ -155,6 +158,7 @@ def test_mc_benchmark_is_scored_by_the_choice_verifier(project, tmp_path):
     other, _ = load_benchmark(cfg.benchmark("sci_other"))
     assert set(other["category"]) == {"other"}
     assert other["question"].to_list() != bench["question"].to_list()  # another seed, another order
+    assert all(c[-1]["content"].endswith(" LETTER") for c in conversations(bench, None, " BOXED", " LETTER"))
 
     def completion(text):
         return SimpleNamespace(text=text, finish_reason="stop", prompt_tokens=5, completion_tokens=5, error=None)

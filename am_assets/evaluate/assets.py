@@ -71,7 +71,7 @@ def eval_scores(context: dg.AssetExecutionContext, lake: LakeResource, pipeline:
                      f"max_tokens {bcfg.max_tokens}")
     with engines_in_use():
         outs = _engine(model, models[model], sampling, ev.max_model_len).chat(
-            conversations(bench, ev.system_prompt, ev.math_suffix), sampling)
+            conversations(bench, ev.system_prompt, ev.math_suffix, ev.choice_suffix), sampling)
         samples = samples_frame(bench, outs, model, benchmark)
         context.log.info(f"{samples.height} samples generated ({int(samples['completion_tokens'].sum())} tokens); "
                          "verifying")

@@ -14,6 +14,7 @@ import polars as pl
 
 from am_assets.evaluate.passk import mean_pass_at_k, pass_at_k, report_ks
 from am_assets.verify.base import answer_part
+from am_assets.verify.choice import choices_of
 from am_assets.verify.logic import verify_partition
 
 # verdict statuses that are no verdict on the model (the verifier could not judge): such samples are left
@@ -30,11 +31,16 @@ ITEM_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def conversations(bench: pl.DataFrame, system_prompt: str | None, math_suffix: str) -> list[list[dict]]:
-    """One chat per benchmark item; math questions get the P3 'step by step ... \\boxed{}' suffix."""
+def conversations(bench: pl.DataFrame, system_prompt: str | None, math_suffix: str,
+                  choice_suffix: str = "") -> list[list[dict]]:
+    """One chat per benchmark item; multiple-choice items (metadata.choices) get `choice_suffix`, other
+    math questions the P3 'step by step ... \\boxed{}' suffix."""
     chats = []
     for row in bench.iter_rows(named=True):
-        text = row["question"] + (math_suffix if row.get("category") == "math" else "")
+        if choices_of(row.get("metadata")) is not None:
+            text = row["question"] + choice_suffix
+        else:
+            text = row["question"] + (math_suffix if row.get("category") == "math" else "")
         chat = [{"role": "system", "content": system_prompt}] if system_prompt else []
         chats.append(chat + [{"role": "user", "content": text}])
     return chats

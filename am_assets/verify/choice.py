@@ -61,6 +61,7 @@ _STATEMENT = re.compile(r"(?i:\banswer|\b(?:correct|right|best|final)\s+(?:choic
                         r"(?i:\s+(?:is|would\s+be|should\s+be|must\s+be)\b|\s*[:=])(?:\*\*)?[ \t]*"
                         r"(?i:either\s+)?(?=(?P<rest>[^\n]*))")  # lookahead: "answer is A. No, the answer is B" is two
 _JOIN = r"\s*(?:,|/|&|\bor\b|\band\b)\s*"
+_ARTICLE = re.compile(r"A\s+(?!(?:or|and|is|because|since|as|which|for|in|with|but)\b)[a-z]")
 
 
 def _plain(text: str) -> str:
@@ -88,6 +89,8 @@ def _lead(text: str, labels: str, options: list[str], lower: bool = False) -> li
     whole = _option_index(text, options)
     if whole is not None:
         return [LETTERS[whole]]
+    if _ARTICLE.match(text):  # "Answer: A good approach ...": the article, not option A
+        return None
     one = rf"[(\[]?([{labels}{labels.lower() if lower else ''}])[)\]]?"
     m = re.match(rf"{one}(?=$|[\s.,;:!)\]])((?:{_JOIN}{one}(?=$|[\s.,;!)\]]))*)", text)
     if m is None:
