@@ -120,6 +120,33 @@ def test_truncated_and_unverifiable_rows_are_not_counted_as_agreement():
     assert by_id["m1-wrong"]["agree"] is None and "no primary verdict" in by_id["m1-wrong"]["second_note"]
 
 
+def test_choice_audit_reads_letters_independently():
+    """Multiple choice built from MATH-500 answers (the correct one among three others); answers in several
+    notations; the second reader catches the planted wrong verdicts."""
+    items = math500(12)
+    rows, planted = [], set()
+    forms = ["The answer is \\boxed{{{L}}}.", "**Answer:** ({L})", "{L}", "So the final answer is {L}.",
+             "It is {T}", "\\boxed{{\\text{{{L}}}}}"]
+    for k, it in enumerate(items):
+        options = [items[(k + j) % len(items)]["reference"] for j in range(4)]  # the correct one is A
+        meta = json.dumps({"choices": {"options": options, "answer": "A", "shuffle_seed": None}})
+        for pick, right in ((0, True), (1 + k % 3, False)):
+            text = forms[k % len(forms)].format(L="ABCD"[pick], T=options[pick])
+            rid = f"c{k}-{pick}"
+            passed = right if k % 4 else not right  # every 4th item: both verdicts flipped
+            if passed != right:
+                planted.add(rid)
+            rows.append({"response_id": rid, "query_id": f"c{k}", "teacher": "t1", "shard": "s00", "source": "mc",
+                         "category": "science", "verifier": "choice", "status": "ok", "passed": passed,
+                         "metadata": meta, "response": f"<think>Compare the options.</think>\n{text}",
+                         "answer": None, "truncated": False, "finish_reason": "stop", "reference_answer": "A"})
+    checked = audit.second_opinions(pl.DataFrame(rows))
+    assert checked["second_method"].unique().to_list() == ["last-letter"]
+    assert set(checked.filter(pl.col("agree") == False)["response_id"]) == planted  # noqa: E712
+    [s] = audit.summarize(checked).to_dicts()
+    assert s["compared"] == 24 and s["false_pass"] == s["false_fail"] == 3
+
+
 def test_sample_is_seeded_and_capped_per_group():
     df = pl.DataFrame({"response_id": [f"r{i}" for i in range(30)], "source": ["a"] * 20 + ["b"] * 10,
                        "category": "math", "verifier": "math-verify"})

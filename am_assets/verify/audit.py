@@ -7,6 +7,9 @@ Second methods (the primary's verdict is `passed`; rows with status `ok` or `tru
                    as `\\boxed{reference}`, then `verify`. Truncated or answer-less responses fail.
   judge-science    the same plain Math-Verify check when the reference is a number or short LaTeX;
                    free-form references have no independent checker (said per row)
+  choice           a separate, simpler reader: the last option letter stated in the answer part
+                   (`\\boxed{X}`, "answer is X", "Answer: (X)", a line that is only a letter), else the one
+                   option whose text the last line contains; compared with metadata.choices.answer
   code-sandbox     a re-run of the tests through the sandbox: this measures reproducibility (flaky
                    tests, load-dependent timeouts), not bugs shared by both runs
   others           none: reported as such, never counted as agreement
@@ -19,6 +22,7 @@ Errors both methods make alike are invisible, and a disagreement may be the seco
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -132,6 +136,38 @@ def science_second(reference: str | None, answer: str | None, response: str | No
     return math_second(ref, answer, response, truncated)
 
 
+_LETTER_RE = re.compile(r"\\boxed\{\s*(?:\\text\{|\\mathrm\{)?\s*\(?([A-Za-z])\)?[^A-Za-z]"
+                        r"|[Aa]nswer\s*(?:is|:|=)?\s*(?:option\s*)?\**\s*\(?([A-Z])\)?(?![A-Za-z])"
+                        r"|^\W*\(?([A-Z])\)?\W*$", re.M)
+
+
+def _choices(metadata) -> dict | None:
+    try:
+        ch = (json.loads(metadata) if isinstance(metadata, str) else metadata or {}).get("choices")
+    except (ValueError, AttributeError):
+        return None
+    return ch if isinstance(ch, dict) and ch.get("options") and ch.get("answer") else None
+
+
+def choice_second(metadata, answer: str | None, response: str | None,
+                  truncated: bool | None) -> tuple[bool | None, str]:
+    ch = _choices(metadata)
+    if ch is None:
+        return None, "no metadata.choices"
+    if truncated:
+        return False, "truncated"
+    part = strict_answer_part(answer, response)
+    letters = [next(g for g in m.groups() if g) for m in _LETTER_RE.finditer(part)]
+    letters = [x.upper() for x in letters if x.upper() < chr(ord("A") + len(ch["options"]))]
+    if not letters:  # no letter: the one option whose text the last line names
+        last = (part.strip().splitlines() or [""])[-1].lower()
+        named = [i for i, o in enumerate(ch["options"]) if str(o).strip().lower() and str(o).strip().lower() in last]
+        letters = [chr(ord("A") + named[0])] if len(named) == 1 else []
+    if not letters:
+        return False, "no option letter"
+    return letters[-1] == str(ch["answer"]).strip().upper(), f"extracted {letters[-1]}"
+
+
 CodeRerun = Callable[[list[dict]], list[bool | None]]
 
 
@@ -147,6 +183,8 @@ def second_opinions(rows: pl.DataFrame, *, code_rerun: CodeRerun | None = None) 
             out.append((None, f"no primary verdict (status {r.get('status')})", "none"))
         elif verifier.startswith("math-verify"):
             out.append((*math_second(*args), "plain-math-verify"))
+        elif verifier == "choice":
+            out.append((*choice_second(r.get("metadata"), *args[1:]), "last-letter"))
         elif verifier == "judge-science":
             out.append((*science_second(*args), "plain-math-verify"))
         elif verifier == "code-sandbox":

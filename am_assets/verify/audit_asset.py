@@ -35,7 +35,8 @@ def audit_settings(context, pipeline: PipelineConfigResource) -> dg.DataVersion:
 def load_sample(lake: LakeResource, versions: dict[str, int], per_group: int, seed: int) -> pl.DataFrame:
     """The sampled outcomes joined with their query (source, reference) and response text."""
     queries = (lake.scan("unique_queries", version=versions["unique_queries"])
-               .select("query_id", "source", "reference_answer", "test_cases").unique("query_id", keep="first"))
+               .select("query_id", "source", "reference_answer", "test_cases", "metadata")
+               .unique("query_id", keep="first"))
     outcomes = (lake.scan("verification_outcomes", version=versions["verification_outcomes"])
                 .select(audit.SAMPLE_COLUMNS)
                 .join(queries.select("query_id", "source"), on="query_id", how="left"))
