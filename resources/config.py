@@ -63,7 +63,8 @@ class FieldMapping(Strict):
             return self
         problems = []
         if self.answer:
-            problems.append("`answer` and multiple-choice fields exclude each other (the reference is the option letter)")
+            problems.append("`answer` and multiple-choice fields exclude each other "
+                            "(the reference is the option letter)")
         if "options" in given and "correct" in given:
             problems.append("give either `options` (+ answer_letter/answer_index) or `correct` + `incorrect`, not both")
         elif "options" in given:

@@ -50,7 +50,8 @@ def test_reference_answers_of_any_json_scalar_type(tmp_path):
     path = tmp_path / "nums.jsonl"
     values = [27, 27.0, 1e-05, -3.5, "\\frac{1}{2}", True, [1, 2]]
     path.write_text("".join(json.dumps({"q": f"Question number {i}?", "a": v}) + "\n" for i, v in enumerate(values)))
-    src = FileSource(name="nums", kind="file", path=path, category="math", mapping=FieldMapping(question="q", answer="a"))
+    src = FileSource(name="nums", kind="file", path=path, category="math",
+                     mapping=FieldMapping(question="q", answer="a"))
     df, rejected = ingest_source(src, CleaningConfig())
     assert df["reference_answer"].to_list() == ["27", "27.0", "0.00001", "-3.5", "\\frac{1}{2}"]
     assert rejected["field"].to_list() == ["a", "a"]
@@ -80,7 +81,8 @@ def test_benchmark_with_integer_answers_ingests_every_item():
 
 def test_options_with_a_letter_or_an_index_keep_the_file_order(tmp_path):
     m = FieldMapping(question="q", options=["o1", "o2", "o3"], answer_letter="key")
-    row = adapt_mapped({"q": "Which is a halogen?", "o1": "neon", "o2": "fluorine", "o3": "sodium", "key": "(b)"}, m, None)
+    record = {"q": "Which is a halogen?", "o1": "neon", "o2": "fluorine", "o3": "sodium", "key": "(b)"}
+    row = adapt_mapped(record, m, None)
     meta = json.loads(row["metadata"])["choices"]
     assert meta == {"options": ["neon", "fluorine", "sodium"], "answer": "B", "shuffle_seed": None}
     assert row["question"].endswith("(A) neon\n(B) fluorine\n(C) sodium") and row["reference_answer"] == "B"

@@ -46,12 +46,15 @@ def well_formed(letter: str, text: str) -> list[str]:
             f"A good approach is to recall the definitions.\n\nThe answer is {letter}.",
             f"Option A looks tempting, but the correct option is {letter}.",
             f"The answer is A. Wait, that is wrong: the answer is {letter}.",
+            f"Therefore, the answer is option {letter}.", f"Answer:\n{letter}",
+            f"Answer: {letter}\n\nExplanation: A and the others contradict energy conservation.",
             f"Let me restate the options and pick one.\n\nFinal answer: $\\boxed{{{letter}}}$"]
 
 
 def wrong_forms(letter: str, other: str, other_text: str) -> list[str]:
     return [f"\\boxed{{{other}}}", f"The answer is {other}", other_text, f"The answer is {letter} or {other}.",
-            f"\\boxed{{{letter}}} or \\boxed{{{other}}}", f"\\boxed{{{letter}, {other}}}", f"Answer: either {letter} or {other}",
+            f"\\boxed{{{letter}}} or \\boxed{{{other}}}", f"\\boxed{{{letter}, {other}}}",
+            f"Answer: either {letter} or {other}",
             "A good approach is to compare the options one by one.", "The answer is", "I am not sure.",
             "Answer: A good approach is to compare the options.",
             f"The answer is ({letter}) {other_text}"]

@@ -187,7 +187,8 @@ def _mapped_choices(record: dict, m: FieldMapping, stem: str) -> tuple[str, str,
         options, where = [option(p) for p in m.options], ",".join(m.options)
     else:
         raw = checked(m.options, choices.option_list, get_path(record, m.options))
-        options, where = [answer_text(o, f"{m.options}.{i}", required=True).strip() for i, o in enumerate(raw)], m.options
+        where = m.options
+        options = [answer_text(o, f"{where}.{i}", required=True).strip() for i, o in enumerate(raw)]
     field = m.answer_letter or m.answer_index
     value = get_path(record, field)
     if value is _MISSING or value is None:

@@ -56,10 +56,10 @@ def mc_question(stem: str, options: list[str]) -> str:
 
 _MARKUP = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox|boxed)\s*\{([^{}]*)\}")
 # "answer is|:|= X", "correct/best/final option|choice is|: X"; never a bare "option A" (prose says
-# "let's check option A")
+# "let's check option A"). `rest` is a lookahead, so "answer is A. No, the answer is B" is two statements.
 _STATEMENT = re.compile(r"(?i:\banswer|\b(?:correct|right|best|final)\s+(?:choice|option))(?:\*\*)?"
                         r"(?i:\s+(?:is|would\s+be|should\s+be|must\s+be)\b|\s*[:=])(?:\*\*)?[ \t]*"
-                        r"(?i:either\s+)?(?=(?P<rest>[^\n]*))")  # lookahead: "answer is A. No, the answer is B" is two
+                        r"(?i:either\s+)?(?i:(?:option|choice)\s+)?(?=(?P<rest>[^\n]*))")
 _JOIN = r"\s*(?:,|/|&|\bor\b|\band\b)\s*"
 _ARTICLE = re.compile(r"A\s+(?!(?:or|and|is|because|since|as|which|for|in|with|but)\b)[a-z]")
 
