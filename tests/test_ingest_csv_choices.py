@@ -135,3 +135,13 @@ def test_validate_catches_mapped_columns_missing_from_a_csv_header(project, tmp_
     text = str(e.value)
     assert "mc: mapping.incorrect.1: no column 'Wrong2'" in text
     assert "gp: mapping.incorrect.0: no column 'Incorrect Answer 1'" in text
+
+
+def test_gpqa_preset_reads_a_gzipped_csv(tmp_path):
+    header = "Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+    rows = "".join(f"rec{i},Which particle is a lepton? (variant {i}),electron,proton,neutron,pion\n" for i in range(5))
+    path = tmp_path / "gpqa_diamond.csv.gz"
+    path.write_bytes(gzip.compress((header + rows).encode()))
+    bench, errors = load_benchmark(BenchmarkConfig(name="gpqa", path=path, layout="gpqa_csv"))
+    assert errors == [] and bench["item_id"].to_list() == [f"rec{i}" for i in range(5)]
+    assert set(bench["category"]) == {"science"}
