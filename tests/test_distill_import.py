@@ -6,6 +6,7 @@ import json
 import dagster as dg
 import polars as pl
 
+from am_assets.responses import cut_off, parse_response
 from am_assets.schema import query_id
 from tests.conftest import materialize, shared
 from tests.distill_helpers import mkey, write_unique_queries
@@ -41,15 +42,20 @@ def test_skyt1_traces_import(project, instance):
     # truncated = a section opened and never closed (no finish_reason for imports)
     def cut(t):
         return (BEGIN_T in t and END_T not in t) or (BEGIN_S in t and END_S not in t)
-    expected_truncated = {q for q, t in by_qid.items() if cut(t)}
-    assert set(df.filter(pl.col("truncated"))["query_id"]) == expected_truncated
-    assert len(expected_truncated) == 110  # 94 thoughts never closed + 16 solutions never closed
+    tag_cut = {q for q, t in by_qid.items() if cut(t)}
+    assert len(tag_cut) == 110  # 94 thoughts never closed + 16 solutions never closed
+    # untagged traces with no finish reason: cut when they stop mid-sentence (responses.cut_off), e.g.
+    # "... we need to find the value of" or an unclosed \[ formula
+    text_cut = {q for q, t in by_qid.items() if parse_response(t).format == "untagged" and cut_off(t)}
+    assert 20 <= len(text_cut) <= 40, len(text_cut)
+    assert any(by_qid[q].rstrip().endswith((" the", " of", " and", ",", "=")) for q in text_cut)
+    assert set(df.filter(pl.col("truncated"))["query_id"]) == tag_cut | text_cut
     unclosed_thought = df.filter(pl.col("truncated") & pl.col("answer").is_null())
     assert unclosed_thought.height == 94 and unclosed_thought["think"].null_count() == 0
     # the untagged traces (no Sky-T1 markers) are all answer
     untagged = df.filter(pl.col("format") == "untagged")
     assert untagged.height == 210 and untagged["think"].null_count() == 210
-    assert mat.metadata["truncated"].value == 110 and mat.metadata["errors"].value == 0
+    assert mat.metadata["truncated"].value == len(tag_cut | text_cut) and mat.metadata["errors"].value == 0
 
     # nothing new to import on a rerun
     again = materialize(project.defs(), instance, ["teacher_responses"], partition_key=mkey("skyt1", "s00"))
