@@ -110,10 +110,11 @@ def test_audit_finds_planted_wrong_verdicts_on_math500():
 def test_truncated_and_unverifiable_rows_are_not_counted_as_agreement():
     items = math500(2)
     rows, _, _ = planted_rows(items, 0, 0)
-    rows = rows.with_columns(
-        pl.when(pl.col("response_id") == "m0-right").then(pl.lit("length")).otherwise("finish_reason").alias("finish_reason"),
-        pl.when(pl.col("response_id") == "m1-right").then(pl.lit("judge-other")).otherwise("verifier").alias("verifier"),
-        pl.when(pl.col("response_id") == "m1-wrong").then(pl.lit("unparseable")).otherwise("status").alias("status"))
+    def set_(rid, col, value):
+        return pl.when(pl.col("response_id") == rid).then(pl.lit(value)).otherwise(col).alias(col)
+
+    rows = rows.with_columns(set_("m0-right", "finish_reason", "length"), set_("m1-right", "verifier", "judge-other"),
+                             set_("m1-wrong", "status", "unparseable"))
     by_id = {r["response_id"]: r for r in audit.second_opinions(rows).to_dicts()}
     assert by_id["m0-right"]["second_passed"] is False and by_id["m0-right"]["second_note"] == "truncated"
     assert by_id["m1-right"]["agree"] is None and "no second method" in by_id["m1-right"]["second_note"]
@@ -170,7 +171,8 @@ def test_health_names_the_verifier_its_share_and_count():
 
 
 def _lake(project, queries, responses, audit_sample=50, max_failure_share=None):
-    verification = {"sandbox": "local", "math_workers": 1, "code_timeout_s": 5.0, "audit_sample": audit_sample}
+    # a generous timeout: the machine is shared, and a slow run must not turn a pass into a fail
+    verification = {"sandbox": "local", "math_workers": 1, "code_timeout_s": 30.0, "audit_sample": audit_sample}
     if max_failure_share is not None:
         verification["max_failure_share"] = max_failure_share
     project.write({"shards": 1, "teachers": [{"name": "t1", "kind": "vllm"}], "verification": verification})
@@ -229,10 +231,9 @@ def test_health_check_fails_with_error_severity_when_a_verifier_cannot_answer(pr
     from am_assets.ingest.adapters import humaneval_rows
 
     he = next(humaneval_rows(limit=1))
-    meta = json.loads(he["metadata"])
-    good = f"```python\n{meta['prompt']}{meta['canonical_solution']}```"
+    no_code = "I would write a loop."  # a verdict (score 0) without running anything: no sandbox timing involved
     queries = [_query("qc", "code", he["question"], tests=he["test_cases"]), _query("qm", "math", "6*7?", "42")]
-    responses = [_response("c1", "qc", good), _response("c2", "qc", good),
+    responses = [_response("c1", "qc", no_code), _response("c2", "qc", no_code),
                  _response("c3", "qc", "```cpp\nint main() { return 0; }\n```"),
                  _response("c4", "qc", "```cpp\nint main() { return 1; }\n```"),
                  _response("m1", "qm", "\\boxed{42}")]

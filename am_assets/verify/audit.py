@@ -178,7 +178,8 @@ def second_opinions(rows: pl.DataFrame, *, code_rerun: CodeRerun | None = None) 
     code_idx = []
     for i, r in enumerate(recs):
         cut = bool(r.get("truncated")) or r.get("finish_reason") == "length"
-        verifier, args = r.get("verifier") or "none", (r.get("reference_answer"), r.get("answer"), r.get("response"), cut)
+        verifier = r.get("verifier") or "none"
+        args = (r.get("reference_answer"), r.get("answer"), r.get("response"), cut)
         if r.get("status") not in VERDICT_STATUSES:
             out.append((None, f"no primary verdict (status {r.get('status')})", "none"))
         elif verifier.startswith("math-verify"):
@@ -252,7 +253,8 @@ def markdown(summary: pl.DataFrame) -> str:
             "| false pass [95% CI] | false fail [95% CI] | note |\n|" + "---|" * 10 + "\n")
     body = "".join(
         f"| {r['source']} | {r['category']} | {r['verifier']} | {r['method']} | {r['sampled']} | {r['compared']} "
-        f"| {_rate(r, 'agreement', 'agreed', 'compared')} | {_rate(r, 'false_pass_rate', 'false_pass', 'primary_passes')} "
+        f"| {_rate(r, 'agreement', 'agreed', 'compared')} "
+        f"| {_rate(r, 'false_pass_rate', 'false_pass', 'primary_passes')} "
         f"| {_rate(r, 'false_fail_rate', 'false_fail', 'primary_fails')} | {r['note'] or ''} |\n"
         for r in summary.to_dicts())
     return head + body

@@ -60,7 +60,9 @@ def code_rerun(sandbox: SandboxResource, vcfg, log) -> audit.CodeRerun:
             log(f"verifier_audit: no sandbox for the code re-run ({e})")
             return [None] * len(rows)
         threshold = vcfg.thresholds.get("code", 0.99)
-        verdicts = verify_code(rows, box, vcfg.code_max_tests, vcfg.code_timeout_s)
+        mode = getattr(vcfg, "code_score_mode", None)  # score the re-run as the primary run was scored
+        verdicts = verify_code(rows, box, vcfg.code_max_tests, vcfg.code_timeout_s,
+                               **({"score_mode": mode} if mode else {}))
         return [v.score > threshold if v.status == "ok" else None for v in verdicts]
 
     return rerun
