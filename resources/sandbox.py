@@ -7,7 +7,8 @@ stdlib-only runner script (resources/sandbox_runner.py):
   its own uid (SETUID/SETGID, CHOWN, DAC_OVERRIDE, FOWNER, KILL). The runner runs inside it as root
   and starts each program with its own uid, timeout and rlimits; start-up is paid once per batch.
 - `local`: the runner as a host subprocess. Each program gets rlimits (CPU, address space, processes,
-  file size), a fresh work dir and, when we are root, its own unprivileged uid (uid_base + slot) in
+  file size), a fresh work dir and, when we are root, its own unprivileged uid (a block of uids per
+  runner, locked, + slot) in
   new network and mount namespaces (no network, private /tmp, read-only root where allowed); its
   leftover processes are killed by uid. Weaker than Docker: the host file system stays visible
   (world-readable files can be read) and the kernel is shared without seccomp. Not root: rlimits,
@@ -205,19 +206,42 @@ class LocalSandbox(_RunnerSandbox):
         Path(self.workdir).mkdir(parents=True, exist_ok=True)
         work = tempfile.mkdtemp(prefix="run-", dir=self.workdir)
         os.chmod(work, 0o711)  # programs may enter their own dir, not list the others
-        batch.update(workdir=work, python=self.python, uid_base=self.uid_base)
+        lock, uid_base = self._uid_block()
+        batch.update(workdir=work, python=self.python, uid_base=uid_base)
         batch["limits"]["namespaces"] = self.namespaces
         _write_private(batch_dir / "batch.json", batch)
         # a bound on the runner itself (each program already has its own timeout)
         budget = batch["budget_s"]
         try:
-            proc = subprocess.run([sys.executable, str(batch_dir / "runner.py"), str(batch_dir / "batch.json")],
+            # self.python: the forked test drivers import from its stdlib after dropping to their uid
+            proc = subprocess.run([self.python, "-I", "-S", str(batch_dir / "runner.py"), str(batch_dir / "batch.json")],
                                   capture_output=True, text=True, start_new_session=True, timeout=budget)
         except subprocess.TimeoutExpired as e:
             return [], None, f"sandbox runner exceeded {budget:.0f}s: {e}"
         finally:
             shutil.rmtree(work, ignore_errors=True)
+            if lock is not None:
+                lock.close()
         return _parse_lines(proc.stdout), proc.returncode, proc.stderr.strip()[-500:]
+
+    def _uid_block(self):
+        """A block of 1000 uids no other runner on this host uses meanwhile (flock): runners kill
+        leftover processes by uid, which must never hit another runner's programs."""
+        if self.uid_base is None:
+            return None, None
+        import fcntl
+
+        for k in range(64):
+            start = self.uid_base + 1000 * k
+            f = open(Path(self.workdir) / f"uids-{start}.lock", "w")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return f, start
+            except BlockingIOError:
+                f.close()
+        f = open(Path(self.workdir) / f"uids-{self.uid_base}.lock", "w")
+        fcntl.flock(f, fcntl.LOCK_EX)  # all taken: wait for the first
+        return f, self.uid_base
 
 
 class DockerSandbox(_RunnerSandbox):

@@ -13,7 +13,8 @@ optionally after a `build` step (a compiler; when it fails the runs are skipped)
 `runs` (each its own stdin and timeout; default: one run with `stdin`). With `driver` it is a pair
 instead: the program (untrusted) and the driver (trusted) run at once under two different uids,
 joined by two pipes whose fds replace {rfd}/{wfd} in each argv; the driver's stdout is the report.
-The driver's uid is not the program's, so the program cannot signal, trace or read it.
+The driver's uid is not the program's, so the program cannot signal, trace or read it. A driver with
+`fork` ("file.py:function") runs as a fork of this runner calling that function with the two fds.
 """
 
 import ctypes
@@ -83,17 +84,11 @@ def _kill_uid(uid):
     for _ in range(5):
         found = False
         for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("Uid:"):
-                            if int(line.split()[1]) == uid:
-                                os.kill(int(pid), signal.SIGKILL)
-                                found = True
-                            break
-            except (OSError, ValueError):
+            try:  # /proc/PID belongs to the process's uid: one stat, no file read
+                if pid.isdigit() and os.stat(f"/proc/{pid}").st_uid == uid:
+                    os.kill(int(pid), signal.SIGKILL)
+                    found = True
+            except OSError:
                 pass
         if not found:
             return
@@ -116,11 +111,74 @@ def _make_dir(path, files, uid):
         os.chmod(path, 0o700)  # no other program (uid) may read it
 
 
+class _Forked:
+    """A trusted function (the test driver) run in a fork of this runner, which saves an interpreter
+    start-up per program; the subset of Popen that Proc uses. Never used for untrusted code: a fork
+    carries the runner's memory, which holds the whole batch."""
+
+    def __init__(self, fn, stdin_fd, pass_fds, setup):
+        out, err = os.pipe(), os.pipe()
+        self.returncode = None
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                os.setsid()
+                keep = [os.dup(fd) for fd in pass_fds]
+                for k, fd in enumerate(keep):  # the pipe ends at 200, 201; every other inherited fd closed
+                    os.dup2(fd, 200 + k)
+                for k, fd in enumerate((stdin_fd, out[1], err[1])):
+                    os.dup2(fd, k)
+                os.closerange(3, 200)
+                os.closerange(200 + len(keep), 1 << 16)
+                signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+                setup()
+                sys.stdin, sys.stdout, sys.stderr = (open(k, mode, closefd=False) for k, mode in ((0, "r"), (1, "w"), (2, "w")))
+                fn(*range(200, 200 + len(keep)))
+                sys.stdout.flush()
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - reported like a crashed process
+                os.write(2, f"{type(e).__name__}: {e}\n".encode())
+            finally:
+                os._exit(code)
+        os.close(out[1])
+        os.close(err[1])
+        self.stdout, self.stderr = os.fdopen(out[0], "rb", buffering=0), os.fdopen(err[0], "rb", buffering=0)
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self):
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+
+_TARGETS = {}
+
+
+def _target(files, spec):
+    """`file.py:function` from the driver's files, loaded into this runner once per distinct text."""
+    name, fn = spec.split(":")
+    text = files[name]
+    if text not in _TARGETS:
+        mod = {"__name__": "sandbox_driver"}
+        exec(compile(text, name, "exec"), mod)
+        if "warm" in mod:  # imports done once here are shared by every fork
+            mod["warm"]()
+        _TARGETS[text] = mod
+    return _TARGETS[text][fn]
+
+
 class Proc:
     """One process with its own uid, rlimits, dir and wall-clock limit; output read through pipes
     (not files: a program cannot delete them), killed past the output limit."""
 
-    def __init__(self, batch, argv, cwd, stdin, timeout, uid, memory_mb=None, pass_fds=()):
+    def __init__(self, batch, argv, cwd, stdin, timeout, uid, memory_mb=None, pass_fds=(), target=None):
         limits = dict(batch["limits"], cpu_s=timeout)
         if memory_mb:
             limits["memory_mb"] = memory_mb
@@ -134,10 +192,13 @@ class Proc:
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
         self.start = time.monotonic()
         with open(self.stdin_path, "rb") as fin:
-            self.proc = subprocess.Popen(
-                [batch["python"] if a == "{python}" else a for a in argv], stdin=fin, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=env, start_new_session=True, close_fds=True, pass_fds=pass_fds,
-                preexec_fn=_preexec(cwd, limits, uid))
+            if target is not None:
+                self.proc = _Forked(target, fin.fileno(), pass_fds, _preexec(cwd, limits, uid))
+            else:
+                self.proc = subprocess.Popen(
+                    [batch["python"] if a == "{python}" else a for a in argv], stdin=fin, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, env=env, start_new_session=True, close_fds=True, pass_fds=pass_fds,
+                    preexec_fn=_preexec(cwd, limits, uid))
         self.streams = {self.proc.stdout: "stdout", self.proc.stderr: "stderr"}
         for f in self.streams:
             os.set_blocking(f.fileno(), False)
@@ -180,7 +241,7 @@ class Proc:
     def finish(self, ended_by_runner=False):
         duration = time.monotonic() - self.start
         self.kill()  # whatever it left behind in its group
-        if self.uid is not None:
+        if self.uid is not None and not isinstance(self.proc, _Forked):  # a forked driver is trusted code
             _kill_uid(self.uid)
         self.proc.wait()
         for f in self.streams:
@@ -237,15 +298,17 @@ class Job:
 
     def _start_pair(self, drv):
         d_dir = os.path.join(self.batch["workdir"], f"d{self.idx}")
-        _make_dir(d_dir, drv.get("files", {}), self.driver_uid)
+        _make_dir(d_dir, {} if drv.get("fork") else drv.get("files", {}), self.driver_uid)
         to_prog, to_drv = os.pipe(), os.pipe()  # (read, write) each
         sub = {"{rfd}": str(to_prog[0]), "{wfd}": str(to_drv[1])}
         try:
             self.procs = [Proc(self.batch, [sub.get(a, a) for a in self.argv], self.dir, self.prog.get("stdin", ""),
                                self.default_timeout, self.uid, pass_fds=(to_prog[0], to_drv[1]))]
             sub = {"{rfd}": str(to_drv[0]), "{wfd}": str(to_prog[1])}
-            self.procs.append(Proc(self.batch, [sub.get(a, a) for a in drv["argv"]], d_dir, drv.get("stdin", ""),
-                                   self.default_timeout + 1, self.driver_uid, pass_fds=(to_drv[0], to_prog[1])))
+            target = _target(drv["files"], drv["fork"]) if drv.get("fork") else None
+            self.procs.append(Proc(self.batch, [sub.get(a, a) for a in drv.get("argv", [])], d_dir,
+                                   drv.get("stdin", ""), self.default_timeout + 1, self.driver_uid,
+                                   pass_fds=(to_drv[0], to_prog[1]), target=target))
         finally:
             for fd in (*to_prog, *to_drv):
                 os.close(fd)

@@ -1,8 +1,9 @@
 """The two sides of a Python code test, run inside the sandbox (standard library only).
 
-    python3 -I code_proto.py run SOLUTION.py                 stdin/stdout test: prelude + solution as __main__
-    python3 -I code_proto.py server SOLUTION.py RFD WFD      untrusted: answers calls with plain data
-    python3 -I code_proto.py driver RFD WFD                  trusted: runs the tests, spec on stdin
+    python3 -I -S code_proto.py run SOLUTION.py              stdin/stdout test: prelude + solution as __main__
+    python3 -I -S code_proto.py server SOLUTION.py RFD WFD   untrusted: answers calls with plain data
+    python3 -I -S code_proto.py driver RFD WFD               trusted: runs the tests, spec on stdin
+(-S: no site import, which costs more than the rest of the start-up; `exit` comes from the prelude.)
 
 The verdict must not depend on anything the solution controls except the values it returns. So the
 solution runs alone in the *server* process (its own uid); the *driver* (another uid, which the
@@ -14,12 +15,14 @@ writes one JSON line per test to its own stdout, which only the runner reads.
 """
 
 import builtins
-import json
+import marshal
 import math
 import os
-import select
 import sys
-import time
+
+# The untrusted side imports nothing beyond these built-in modules: json and ast (re, enum...) would
+# double its start-up. The driver's imports (json, select, ast, the prelude) are loaded once by
+# `warm` in the runner, which forks the drivers.
 
 # LeetCode/LiveCodeBench graders run solutions after these imports (LiveCodeBench testing_util's
 # import string); `from builtins import *` undoes the shadowing of pow, open... by the star imports.
@@ -89,34 +92,101 @@ def _err(e):
 # ------------------------------------------------------------------ untrusted side
 
 
-def _load(path, name):
+def free_names(*sources):
+    """Names some code reads but never binds and builtins lack: when there are none, the prelude
+    (a few dozen ms of imports per process) is not needed."""
+    import ast
+
+    loaded, bound = set(), set(dir(builtins))
+    for src in sources:
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Name):
+                (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+            elif isinstance(node, ast.alias):
+                if node.name == "*":
+                    return {"*"}  # unknown names bound: take the prelude to be safe
+                bound.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                bound.add(node.name)
+    return loaded - bound
+
+
+def needs_prelude(src):
+    """Whether the solution reads a name it never binds: decided by the caller (the host), so the
+    sandboxed process skips the prelude's imports when it does not."""
+    try:
+        return bool(free_names(src))
+    except (SyntaxError, ValueError):
+        return False  # compile() in the sandbox reports it
+
+
+_ESC = {i: f"\\u{i:04x}" for i in range(32)} | {34: '\\"', 92: "\\\\"}
+
+
+def dumps(v):
+    """JSON for what encode() returns, without importing json."""
+    if v is None:
+        return "null"
+    if v is True or v is False:
+        return "true" if v else "false"
+    if type(v) is int:
+        return str(v)
+    if type(v) is float:
+        return repr(v)
+    if type(v) is str:
+        return '"' + v.translate(_ESC) + '"'
+    if type(v) is list:
+        return "[" + ",".join(map(dumps, v)) + "]"
+    return "{" + ",".join(dumps(str(k)) + ":" + dumps(x) for k, x in v.items()) + "}"
+
+
+def _load(path, name, prelude_on):
     g = {"__name__": name, "__builtins__": builtins}
-    exec(compile(PRELUDE, "prelude.py", "exec"), g)
-    prelude = dict(g)
     with open(path) as f:
-        exec(compile(f.read(), "solution.py", "exec"), g)
+        src = f.read()
+    if prelude_on:
+        exec(compile(PRELUDE, "prelude.py", "exec"), g)
+    prelude = dict(g)
+    exec(compile(src, "solution.py", "exec"), g)
     return g, prelude
 
 
-def server(path, rfd, wfd):
+def _requests(fd):
+    """The driver's requests: 4-byte length + marshal (trusted data, and marshal needs no import)."""
+    buf = b""
+    while True:
+        while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return
+            buf += chunk
+        n = int.from_bytes(buf[:4], "big")
+        yield marshal.loads(buf[4:4 + n])
+        buf = buf[4 + n:]
+
+
+def server(path, rfd, wfd, prelude_on):
     out = os.fdopen(wfd, "w")
 
     def send(msg):
-        out.write(json.dumps(msg) + "\n")
+        out.write(dumps(msg) + "\n")
         out.flush()
 
-    inp = os.fdopen(rfd)
-    want = json.loads(inp.readline())["want"]
+    inp = _requests(rfd)
+    want = next(inp, {}).get("want", [])
     try:
-        g, prelude = _load(path, "__solution__")  # not __main__: the solution's main block does not run
+        g, prelude = _load(path, "__solution__", prelude_on)  # not __main__: its main block does not run
     except BaseException as e:  # noqa: BLE001 - reported as the real error of every test
         send({"setup_error": _err(e)})
         return
     # only what the solution itself defines (a prelude name it did not rebind is the driver's own)
     send({"have": [n for n in want if callable(g.get(n)) and g.get(n) is not prelude.get(n)]})
     objs = {}
-    for line in inp:
-        req = json.loads(line)
+    for req in inp:
         try:
             if "fn" in req:  # functional test: a function, else Solution().<fn> (LeetCode)
                 fn = g.get(req["fn"])
@@ -162,12 +232,17 @@ class Channel:
         self.r, self.w, self.timeout, self.buf = rfd, wfd, call_timeout, b""
 
     def send(self, msg):
+        data = marshal.dumps(msg)
         try:
-            os.write(self.w, (json.dumps(msg) + "\n").encode())
+            os.write(self.w, len(data).to_bytes(4, "big") + data)
         except OSError:
             raise SolutionGone("the solution process ended") from None
 
     def reply(self, timeout):
+        import json
+        import select
+        import time
+
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
@@ -276,8 +351,8 @@ def _context(chan, spec, units):
     """The trusted namespace: the prelude, proxies for the names the solution itself defines, then
     the dataset's own code (HumanEval prompt helpers, MBPP setup), which wins over the solution's."""
     ns = {"__name__": "__main__", "__builtins__": builtins}
-    exec(compile(PRELUDE, "prelude.py", "exec"), ns)
-    trusted = [compile(c, "setup.py", "exec") for c in (spec.get("prompt") or "", spec.get("setup") or "")]
+    trusted_src = [spec.get("prompt") or "", spec.get("setup") or ""]
+    trusted = [compile(c, "setup.py", "exec") for c in trusted_src]
     entry = spec.get("entry_point")
     want = set().union(*map(_names, units + trusted)) | ({entry} if entry else set())
     chan.send({"want": sorted(want - set(dir(builtins)))})
@@ -285,6 +360,8 @@ def _context(chan, spec, units):
     if "setup_error" in first:
         raise SolutionGone(f"the solution did not load: {str(first['setup_error'])[:300]}")
     have = [n for n in first.get("have", []) if type(n) is str]
+    if units and free_names(*trusted_src, *spec["tests"]) - set(have):  # MBPP asserts may use the solution's `math`
+        exec(compile(PRELUDE, "prelude.py", "exec"), ns)
     ns.update({n: Proxy(chan, n) for n in have})
     for code in trusted:
         exec(code, ns)
@@ -308,7 +385,20 @@ def _functional(chan, spec, case):
     return f"wrong answer: got {str(got)[:100]}, expected {str(want)[:100]}"
 
 
+def warm():
+    """Run once in the sandbox runner before it forks drivers: the prelude's imports are then shared."""
+    import ast  # noqa: F401
+    import json  # noqa: F401
+    import select  # noqa: F401
+    import time  # noqa: F401
+
+    exec(compile(PRELUDE, "prelude.py", "exec"), {"__builtins__": builtins})
+
+
 def driver(rfd, wfd):
+    import json
+
+    sys.set_int_max_str_digits(0)
     spec = json.load(sys.stdin)
     report = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # the test code's own prints must not reach the report channel
@@ -350,8 +440,8 @@ if __name__ == "__main__":
     sys.set_int_max_str_digits(0)
     mode = sys.argv[1]
     if mode == "run":
-        _load(sys.argv[2], "__main__")  # stdin/stdout test: the main block runs
+        _load(sys.argv[2], "__main__", sys.argv[3] == "1")  # stdin/stdout test: the main block runs
     elif mode == "server":
-        server(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        server(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1")
     elif mode == "driver":
         driver(int(sys.argv[2]), int(sys.argv[3]))

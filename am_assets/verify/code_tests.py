@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from am_assets.verify.base import Verdict, answer_part, last_code_block, no_reference
+from am_assets.verify.code_proto import needs_prelude
 from resources.sandbox import BUILD_MEMORY_MB, Program, RunResult, Sandbox
 
 NAME = "code-sandbox"
@@ -61,6 +62,10 @@ def _text(v) -> str:
     return "\n".join(map(str, v)) if isinstance(v, list) else str(v if v is not None else "")
 
 
+def _flag(code: str) -> str:
+    return "1" if needs_prelude(code) else "0"
+
+
 def _stdio(code: str, lang: str, cases: list, timeout_s: float) -> CodeJob:
     runs = [{"stdin": _text(c.get("input")), "timeout_s": timeout_s} for c in cases]
     expected = [_text(c.get("output")) for c in cases]
@@ -69,16 +74,17 @@ def _stdio(code: str, lang: str, cases: list, timeout_s: float) -> CodeJob:
                        build={"argv": CPP_BUILD, "timeout_s": CPP_BUILD_TIMEOUT_S, "memory_mb": BUILD_MEMORY_MB})
     else:
         prog = Program(files={"code_proto.py": PROTO, "solution.py": code}, timeout_s=timeout_s, runs=runs,
-                       argv=["{python}", "-I", "code_proto.py", "run", "solution.py"])
+                       argv=["{python}", "-I", "-S", "code_proto.py", "run", "solution.py", _flag(code)])
     return CodeJob(prog, len(cases), "stdio", lang, expected=expected)
 
 
 def _pair(code: str, kind: str, spec: dict, n: int, timeout_s: float) -> CodeJob:
     spec = dict(spec, kind=kind, call_timeout_s=timeout_s, setup_timeout_s=timeout_s)
     prog = Program(files={"code_proto.py": PROTO, "solution.py": code}, timeout_s=timeout_s * (n + 1),
-                   argv=["{python}", "-I", "code_proto.py", "server", "solution.py", "{rfd}", "{wfd}"],
+                   argv=["{python}", "-I", "-S", "code_proto.py", "server", "solution.py", "{rfd}", "{wfd}",
+                         _flag(code)],
                    driver={"files": {"code_proto.py": PROTO}, "stdin": json.dumps(spec),
-                           "argv": ["{python}", "-I", "code_proto.py", "driver", "{rfd}", "{wfd}"]})
+                           "fork": "code_proto.py:driver"})  # trusted: forked from the runner, no start-up
     return CodeJob(prog, n, kind)
 
 
