@@ -1,7 +1,7 @@
 """Materialize assets partition by partition, upstream first, skipping fresh partitions.
 
 This is what `am-distill demo|materialize|backfill` run: the same decision the UI shows (missing or
-stale = run, fresh = skip), executed in-process so each engine or model loads once per command.
+stale = run, fresh = skip; a partition holding failed rows with attempts left runs too), executed in-process so each engine or model loads once per command.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from resources.engines import engines_kept_open
+from sensors.automation import rows_to_retry
 from sensors.registry import record_observations
 
 
@@ -77,7 +78,8 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
                     max_passes: int = 3) -> RunReport:
     """Materialize the selected assets (default: all), upstream first, each partition in its own run.
 
-    Only missing or stale partitions run unless `force`. `only` restricts partitioned assets to one
+    Only missing or stale partitions run unless `force`, and those holding failed rows with attempts
+    left (`rows_to_retry`). `only` restricts partitioned assets to one
     value of a dimension (a per-teacher backfill). Runs are in-process, so engines and models load
     once per command. Passes repeat until nothing is left to run: a run can create partitions
     (a trained model becomes a new `model` partition of eval_scores) or make an earlier asset stale.
@@ -107,7 +109,11 @@ def _one_pass(defs, instance, report: RunReport, select, partition, only, force,
             keys = [k for k in keys if k is None or _matches(node.assets_def, k, only)]
         if not force:
             status = stale_status(graph, instance)  # fresh resolver: upstream may just have run
-            keys = [k for k in keys if status(key, k) != "FRESH"]
+            # failed rows with attempts left make a partition due as well (the automation sensor agrees)
+            retry = rows_to_retry(instance, node.assets_def, key, [k for k in keys if status(key, k) == "FRESH"])
+            for pk, n in retry.items():
+                log(f"[{name}] {pk}: {n} failed rows to retry")
+            keys = [k for k in keys if status(key, k) != "FRESH" or k in retry]
             if not keys:
                 log(f"[{name}] fresh")
                 continue

@@ -16,6 +16,8 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from resources.secrets import key_problem
+
 CATEGORIES = ("math", "code", "science", "if", "other")
 Category = Literal["math", "code", "science", "if", "other"]
 _NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"  # partition keys: no | [ ] , or spaces
@@ -216,8 +218,8 @@ class SamplingConfig(Strict):
 
 
 # fields that change how (or where) a teacher runs, not what it generates: outside the fingerprint
-_OPERATIONAL_FIELDS = {"name", "chunk_size", "concurrency", "max_retries", "timeout_s", "base_url", "api_key_env",
-                       "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "kv_cache_gib"}
+_OPERATIONAL_FIELDS = {"name", "chunk_size", "max_attempts", "concurrency", "max_retries", "timeout_s", "base_url",
+                       "api_key_env", "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "kv_cache_gib"}
 
 
 class _TeacherBase(Strict):
@@ -225,6 +227,9 @@ class _TeacherBase(Strict):
     sampling: SamplingConfig = SamplingConfig()
     system_prompt: str = AM_SYSTEM_PROMPT
     chunk_size: int = Field(default=64, gt=0)  # prompts per committed chunk (crash resume granularity)
+    # generation attempts per response row across runs: a row that failed (status 'error') is retried
+    # by later runs until it has this many attempts (its `attempts` column)
+    max_attempts: int = Field(default=3, gt=0)
 
     def fingerprint(self) -> str:
         """Hash of everything that changes what this teacher generates (not its name, batching or transport)."""
@@ -248,10 +253,33 @@ class OpenAIServerTeacher(_TeacherBase):
     kind: Literal["openai_server"]
     base_url: str
     model: str
-    api_key_env: str | None = None  # the NAME of the environment variable; the key never enters config
+    # the NAME of the environment variable; the key never enters config
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     concurrency: int = Field(default=8, gt=0)
     max_retries: int = Field(default=5, ge=0)
     timeout_s: float = Field(default=600, gt=0)
+
+    @model_validator(mode="after")
+    def _key_usable(self):
+        read_api_key(self, required=False)  # a set but unusable key fails at load, before any request
+        return self
+
+
+def read_api_key(teacher: OpenAIServerTeacher, required: bool) -> str | None:
+    """The key from the teacher's `api_key_env`, checked; errors name the variable, never the value."""
+    env = teacher.api_key_env
+    if not env:
+        return None
+    value = os.environ.get(env)
+    if value is None:
+        if required:
+            raise ConfigError(f"teacher {teacher.name}: environment variable {env} (api_key_env) is not set")
+        return None
+    problem = key_problem(value)
+    if problem:
+        raise ConfigError(f"teacher {teacher.name}: environment variable {env} (api_key_env) {problem}; "
+                          f"set it to the bare key")
+    return value
 
 
 class ImportTeacher(_TeacherBase):

@@ -5,7 +5,8 @@
 
 A failure of one conversation (server errors after retries) is a Completion with `error` set and
 `finish_reason == "error"`, never an exception for the whole batch. API keys come only from the
-environment variable the config names and never appear in messages, logs or tables.
+environment variable the config names (checked at config load and before use) and never appear in
+messages, logs or tables: the server engine scrubs every text it hands back (resources/secrets.py).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from resources.config import ImportTeacher, OpenAIServerTeacher, SamplingConfig, VllmTeacher
+from resources.config import ImportTeacher, OpenAIServerTeacher, SamplingConfig, VllmTeacher, read_api_key
 from resources.models import resolve_model
+from resources.secrets import Scrubber
 
 _log = logging.getLogger(__name__)
 
@@ -172,22 +174,33 @@ class OpenAIServerEngine(Engine):
         self.model = cfg.model
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
 
-    def _api_key(self) -> str | None:
-        env = self.cfg.api_key_env
-        if not env:
-            return None
-        key = os.environ.get(env)
-        if not key:
-            raise RuntimeError(f"teacher {self.cfg.name}: environment variable {env} (api_key_env) is not set")
-        return key
-
-    def _redact(self, text: str, key: str | None) -> str:
-        return text.replace(key, "***") if key else text
-
     def chat(self, conversations, sampling):
+        """Every text that leaves this engine passes `self._scrubbed`: completion errors, response texts
+        and the message of any exception (raised anew, without the original chained to it)."""
+        key = read_api_key(self.cfg, required=True)  # ConfigError naming the variable when unset or unusable
+        scrub = Scrubber([key])
+        failure = None
+        try:
+            outs = self._chat(conversations, sampling, key)
+        except Exception as e:  # noqa: BLE001 - re-raised below, scrubbed
+            failure = f"teacher {self.cfg.name}: {type(e).__name__}: {e}"
+        if failure is not None:  # outside the except block: the unscrubbed exception is not its context
+            raise EngineError(scrub(failure))
+        return [[self._scrubbed(c, scrub) for c in per_conv] for per_conv in outs]
+
+    def _scrubbed(self, c: Completion, scrub: Scrubber) -> Completion:
+        if c.error is not None:
+            error = scrub(c.error)
+            _log.warning("teacher %s: %s", self.cfg.name, error)
+            return replace(c, error=error)
+        text = scrub(c.text, edges=False)
+        if text != c.text:
+            _log.warning("teacher %s: a response contained a piece of the API key; masked", self.cfg.name)
+        return replace(c, text=text)
+
+    def _chat(self, conversations, sampling, key):
         import httpx
 
-        key = self._api_key()
         headers = {"Content-Type": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -197,13 +210,13 @@ class OpenAIServerEngine(Engine):
         with httpx.Client(timeout=self.cfg.timeout_s, limits=limits, headers=headers) as client:
             def run(job):
                 i, j = job
-                results[job] = self._one(client, conversations[i], sampling, sampling.seed + j, key)
+                results[job] = self._one(client, conversations[i], sampling, sampling.seed + j)
 
             with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
                 list(pool.map(run, jobs))
         return [[results[(i, j)] for j in range(sampling.n)] for i in range(len(conversations))]
 
-    def _one(self, client, conversation, sampling, seed, key) -> Completion:
+    def _one(self, client, conversation, sampling, seed) -> Completion:
         import httpx
 
         body = {"model": self.cfg.model, "messages": conversation, "n": 1, "temperature": sampling.temperature,
@@ -223,12 +236,12 @@ class OpenAIServerEngine(Engine):
                 try:
                     return self._parse(resp.json(), time.perf_counter() - start)
                 except (ValueError, KeyError, IndexError, TypeError) as e:
-                    return self._error(f"unreadable response from {self.url}: {e}", start, key)
+                    return _error(f"unreadable response from {self.url}: {e}", start)
             error = f"HTTP {resp.status_code} from {self.url}: {resp.text[:300]}"
             if resp.status_code not in RETRY_STATUS:
                 break
             retry_after = _retry_after(resp.headers.get("retry-after"))
-        return self._error(f"{error} (after {attempt + 1} attempts)", start, key)
+        return _error(f"{error} (after {attempt + 1} attempts)", start)
 
     def _parse(self, data: dict, latency: float) -> Completion:
         choice = data["choices"][0]
@@ -237,10 +250,13 @@ class OpenAIServerEngine(Engine):
                           prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
                           latency_s=latency, model=data.get("model"))
 
-    def _error(self, message: str, start: float, key: str | None) -> Completion:
-        message = self._redact(message, key)
-        _log.warning("teacher %s: %s", self.cfg.name, message)
-        return Completion(text="", finish_reason="error", latency_s=time.perf_counter() - start, error=message)
+
+class EngineError(RuntimeError):
+    """A teacher engine failed as a whole; the message is scrubbed of the API key."""
+
+
+def _error(message: str, start: float) -> Completion:
+    return Completion(text="", finish_reason="error", latency_s=time.perf_counter() - start, error=message)
 
 
 def backoff_delay(attempt: int, retry_after: float | None = None, base: float = 0.5, cap: float = 30.0) -> float:
@@ -331,7 +347,8 @@ _ENGINES: dict[str, Engine] = {}
 
 
 def _engine_key(cfg) -> str:
-    return json.dumps(cfg.model_dump(mode="json", exclude={"name", "sampling", "system_prompt", "chunk_size"}),
+    return json.dumps(cfg.model_dump(mode="json", exclude={"name", "sampling", "system_prompt", "chunk_size",
+                                                          "max_attempts"}),
                       sort_keys=True, default=str)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from am_assets.distill.logic import (build_conversation, completion_rows, dedupe, eligible_queries, is_truncated,
                                      parse_response, plan_partition, queries_to_generate, response_id, rows_frame,
-                                     wanted_keys)
+                                     summary, wanted_keys)
 from resources.config import AM_SYSTEM_PROMPT, OpenAIServerTeacher, SamplingConfig, VllmTeacher
 from resources.engines import Completion, backoff_delay
 
@@ -58,7 +58,7 @@ def _rows(qids, fp, n, status="ok"):
 def test_plan_generates_missing_and_drops_departed():
     existing = pl.concat([_rows(["a", "b"], "fp", 2), _rows(["c"], "old", 2)])
     wanted = wanted_keys(_queries(["a", "d"]), "fp", 2)
-    plan = plan_partition(existing, wanted)
+    plan = plan_partition(existing, wanted, 3)
     assert sorted(plan.keep["query_id"].to_list()) == ["a", "a"]
     assert plan.missing["query_id"].to_list() == ["d", "d"]
     assert plan.removed == 4  # b left the shard; c had an old fingerprint
@@ -69,10 +69,30 @@ def test_plan_generates_missing_and_drops_departed():
 def test_plan_retries_errors_and_dedupes():
     ok, err = _rows(["a"], "fp", 2), _rows(["b"], "fp", 1, status="error")
     existing = pl.concat([ok, ok, err])  # a crash between append and compaction, plus a failed request
-    plan = plan_partition(existing, wanted_keys(_queries(["a", "b"]), "fp", 2))
-    assert plan.keep.height == 2 and plan.keep["response_id"].n_unique() == 2
+    plan = plan_partition(existing, wanted_keys(_queries(["a", "b"]), "fp", 2), 3)
+    # the failed row stays until its retry replaces it (a killed retry keeps its attempt count)
+    assert plan.keep.height == 3 and plan.keep["response_id"].n_unique() == 3 and plan.retried == 1
     assert sorted(plan.missing["sample_idx"].to_list()) == [0, 1] and set(plan.missing["query_id"]) == {"b"}
-    assert plan.removed == 3
+    assert sorted(plan.missing["attempts"].to_list()) == [0, 1]
+    assert plan.removed == 2
+
+
+def test_retry_budget_per_row():
+    err = _rows(["b"], "fp", 2, status="error").with_columns(pl.Series("attempts", [3, 2]))
+    wanted = wanted_keys(_queries(["b"]), "fp", 2)
+    plan = plan_partition(err, wanted, 3)  # sample 0 spent its 3 attempts: kept as it is, not retried
+    assert plan.missing["sample_idx"].to_list() == [1] and plan.missing["attempts"].to_list() == [2]
+    todo = queries_to_generate(plan.missing, _queries(["b"]))
+    assert todo["sample_idxs"].to_list() == [[1]] and todo["attempts"].to_list() == [[2]]
+    comps = [Completion("", "error", error="e")] * 2
+    rows = completion_rows({"query_id": "b", "category": "math"}, comps, [1], fingerprint="fp", model="m",
+                           engine="openai_server", sampling_json="{}", attempts=[2])
+    assert rows[0]["attempts"] == 3
+    again = dedupe(pl.concat([err, rows_frame(rows)]))  # the retry's row replaces the older failure
+    assert sorted(again["attempts"].to_list()) == [3, 3]
+    assert plan_partition(again, wanted, 3).missing.height == 0
+    assert plan_partition(again, wanted, 4).missing.height == 2  # a larger budget retries them again
+    assert summary(again, 3)["retryable_errors"] == 0 and summary(again, 4)["retryable_errors"] == 2
 
 
 def test_dedupe_prefers_ok():

@@ -16,7 +16,8 @@ from typing import Callable
 import polars as pl
 
 from am_assets.distill.logic import (RESPONSE_SCHEMA, build_conversation, completion_rows, dedupe,
-                                     plan_partition, queries_to_generate, rows_frame, sampling_json, wanted_keys)
+                                     plan_partition, queries_to_generate, retryable, rows_frame, sampling_json,
+                                     wanted_keys, with_attempts)
 from resources.engines import get_engine
 from resources.lake import LakeResource
 
@@ -67,15 +68,15 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
     partition = {"teacher": teacher.name, "shard": shard}
     fp = teacher.fingerprint()
     existing = read_partition(lake, partition)
-    plan = plan_partition(existing, wanted_keys(queries, fp, teacher.sampling.n))
+    plan = plan_partition(existing, wanted_keys(queries, fp, teacher.sampling.n), teacher.max_attempts)
     version = lake.version(TABLE)
-    if plan.removed:  # drop stale keys, errors (retried below) and duplicates before appending
+    if plan.removed:  # drop stale keys and duplicates before appending
         version = lake.write_partition(TABLE, plan.keep, partition, context=context)
-        log(f"{teacher.name}/{shard}: removed {plan.removed} rows (query left the shard, old fingerprint, "
-            f"duplicate or error)")
+        log(f"{teacher.name}/{shard}: removed {plan.removed} rows (query left the shard, old fingerprint "
+            f"or duplicate)")
     todo = queries_to_generate(plan.missing, queries)
-    log(f"{teacher.name}/{shard}: {plan.keep.height} rows kept, {plan.missing.height} to generate "
-        f"for {todo.height} prompts (fingerprint {fp})")
+    log(f"{teacher.name}/{shard}: {plan.keep.height - plan.retried} rows kept, {plan.missing.height} to generate "
+        f"({plan.retried} failed before) for {todo.height} prompts (fingerprint {fp})")
     generated = tokens = 0
     if todo.height:
         engine = get_engine(teacher)
@@ -88,7 +89,7 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
             for i, completions in group:
                 q = todo_rows[i]
                 rows += completion_rows(q, completions, q["sample_idxs"], fingerprint=fp, model=engine.model,
-                                        engine=engine.kind, sampling_json=samp)
+                                        engine=engine.kind, sampling_json=samp, attempts=q["attempts"])
             chunk = rows_frame(rows)
             if chunk.height:
                 version = lake.write_partition(TABLE, chunk, partition, context=context, mode="append")
@@ -98,11 +99,13 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
             progress.update(len(group), chunk_tokens)
         progress.update(0, 0, force=True)
     final = dedupe(read_partition(lake, partition)) if (generated or plan.removed) else plan.keep
-    final = final.select(list(RESPONSE_SCHEMA)).sort("query_id", "sample_idx")
+    final = with_attempts(final).select(list(RESPONSE_SCHEMA)).sort("query_id", "sample_idx")
     if generated or version is None:  # compact the appended chunks into one rewrite (or create the partition)
         version = lake.write_partition(TABLE, final, partition, context=context)
     errors = int((final["status"] != "ok").sum()) if final.height else 0
     if errors:
-        log(f"{teacher.name}/{shard}: {errors} responses failed (status 'error'); a rerun retries them")
-    return FillResult(final, version, plan.keep.height, generated, plan.removed, todo.height, tokens,
+        left = int(retryable(final, teacher.max_attempts).sum())
+        log(f"{teacher.name}/{shard}: {errors} responses failed (status 'error'); {left} have attempts left "
+            f"(max_attempts {teacher.max_attempts}) and make the partition due for a rerun, which retries them")
+    return FillResult(final, version, plan.keep.height - plan.retried, generated, plan.removed, todo.height, tokens,
                       time.perf_counter() - t0)

@@ -13,6 +13,8 @@ import polars as pl
 
 from am_assets.responses import Parsed, parse_response, truncation  # noqa: F401 - re-exported
 
+RETRYABLE = "retryable_errors"  # the materialization metadata entry the retry condition reads
+
 RESPONSE_SCHEMA: dict[str, pl.DataType] = {
     "response_id": pl.String,  # hash of (query_id, fingerprint, sample_idx): the row's cache key
     "query_id": pl.String,
@@ -33,6 +35,7 @@ RESPONSE_SCHEMA: dict[str, pl.DataType] = {
     "latency_s": pl.Float64,
     "status": pl.String,  # ok | error
     "error": pl.String,
+    "attempts": pl.Int64,  # generations of this row's key so far (an error row is retried up to max_attempts)
 }
 
 
@@ -70,35 +73,59 @@ def wanted_keys(queries: pl.DataFrame, fingerprint: str, n: int) -> pl.DataFrame
                         orient="row")
 
 
+def with_attempts(df: pl.DataFrame) -> pl.DataFrame:
+    """Rows written before the `attempts` column existed count as one attempt."""
+    if "attempts" not in df.columns:
+        df = df.with_columns(pl.lit(None, pl.Int64).alias("attempts"))
+    return df.with_columns(pl.col("attempts").fill_null(1))
+
+
 def dedupe(existing: pl.DataFrame) -> pl.DataFrame:
-    """One row per response_id; an ok row wins over an error row (a crash between an append and the
-    next chunk, or two runs at once, can leave a key twice)."""
+    """One row per response_id; an ok row wins over an error row, then the latest attempt (a crash
+    between an append and the next chunk, a retried row, or two runs at once can leave a key twice)."""
     if existing.is_empty():
         return existing
-    return (existing.with_columns((pl.col("status") != "ok").alias("_bad"))
-            .sort("_bad", maintain_order=True).unique("response_id", keep="first", maintain_order=True).drop("_bad"))
+    return (with_attempts(existing).with_columns((pl.col("status") != "ok").alias("_bad"))
+            .sort(["_bad", "attempts"], descending=[False, True], maintain_order=True)
+            .unique("response_id", keep="first", maintain_order=True).drop("_bad"))
+
+
+def retryable(df: pl.DataFrame, max_attempts: int) -> pl.Series:
+    """Failed rows with attempts left: the rows a rerun generates again."""
+    return (df["status"] != "ok") & (with_attempts(df)["attempts"] < max_attempts)
 
 
 @dataclass(frozen=True)
 class Plan:
-    keep: pl.DataFrame  # existing ok rows still wanted, one per key
-    missing: pl.DataFrame  # wanted keys with no ok row: query_id, sample_idx, response_id
-    removed: int  # existing rows dropped: query left the shard, old fingerprint, duplicate or error
+    keep: pl.DataFrame  # existing rows still wanted, one per key: ok, failed rows being retried, exhausted ones
+    missing: pl.DataFrame  # wanted keys to generate: query_id, sample_idx, response_id, attempts (so far)
+    removed: int  # existing rows dropped: query left the shard, old fingerprint or duplicate
+
+    @property
+    def retried(self) -> int:
+        return int((self.missing["attempts"] > 0).sum())
 
 
-def plan_partition(existing: pl.DataFrame, wanted: pl.DataFrame) -> Plan:
-    """Diff what the partition holds against what it should hold."""
+def plan_partition(existing: pl.DataFrame, wanted: pl.DataFrame, max_attempts: int) -> Plan:
+    """Diff what the partition holds against what it should hold. A failed row with attempts left stays
+    in `keep` (so a killed retry loses no count) and is in `missing` too; its new row replaces it."""
     if existing.is_empty():
-        return Plan(empty_responses(), wanted, 0)
-    ok = dedupe(existing).filter(pl.col("status") == "ok")
-    keep = ok.join(wanted.select("response_id"), on="response_id", how="semi")
-    missing = wanted.join(keep.select("response_id"), on="response_id", how="anti")
+        return Plan(empty_responses(), wanted.with_columns(pl.lit(0, pl.Int64).alias("attempts")), 0)
+    keep = dedupe(existing).join(wanted.select("response_id"), on="response_id", how="semi")
+    done = keep.filter(~retryable(keep, max_attempts))
+    missing = (wanted.join(done.select("response_id"), on="response_id", how="anti")
+               .join(keep.select("response_id", "attempts"), on="response_id", how="left")
+               .with_columns(pl.col("attempts").fill_null(0)))
     return Plan(keep, missing, existing.height - keep.height)
 
 
 def queries_to_generate(missing: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
-    """Queries with at least one missing sample, with the sample indices they lack (list column)."""
-    need = missing.group_by("query_id").agg(pl.col("sample_idx").sort().alias("sample_idxs"))
+    """Queries with at least one missing sample, with the sample indices they lack and the attempts
+    each has had (list columns, in the same order)."""
+    if "attempts" not in missing.columns:
+        missing = missing.with_columns(pl.lit(0, pl.Int64).alias("attempts"))
+    need = (missing.sort("sample_idx").group_by("query_id")
+            .agg(pl.col("sample_idx").alias("sample_idxs"), pl.col("attempts").alias("attempts")))
     return queries.join(need, on="query_id", how="inner").sort("query_id")
 
 
@@ -107,13 +134,14 @@ def empty_responses() -> pl.DataFrame:
 
 
 def completion_rows(query: dict, completions: list, wanted_idxs: list[int], *, fingerprint: str, model: str,
-                    engine: str, sampling_json: str) -> list[dict]:
-    """Rows for the wanted sample indices of one query from its engine completions (index = sample_idx).
+                    engine: str, sampling_json: str, attempts: list[int] | None = None) -> list[dict]:
+    """Rows for the wanted sample indices of one query from its engine completions (index = sample_idx);
+    `attempts`: the attempts each index had before (default none).
 
     Completions beyond what the engine returned (an import with fewer than n responses) give no row.
     """
     rows = []
-    for idx in wanted_idxs:
+    for idx, before in zip(wanted_idxs, attempts or [0] * len(wanted_idxs)):
         if idx >= len(completions):
             continue
         c = completions[idx]
@@ -128,7 +156,7 @@ def completion_rows(query: dict, completions: list, wanted_idxs: list[int], *, f
             "format": None if failed else parsed.format, "finish_reason": c.finish_reason,
             "truncated": False if failed else is_truncated(c.finish_reason, parsed, c.text),
             "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "latency_s": c.latency_s,
-            "status": "error" if failed else "ok", "error": c.error,
+            "status": "error" if failed else "ok", "error": c.error, "attempts": before + 1,
         })
     return rows
 
@@ -141,13 +169,13 @@ def sampling_json(teacher) -> str:
     return json.dumps(teacher.sampling.model_dump(mode="json"), sort_keys=True)
 
 
-
-
-def summary(df: pl.DataFrame) -> dict:
-    """Counts for asset metadata."""
+def summary(df: pl.DataFrame, max_attempts: int) -> dict:
+    """Counts for asset metadata; `retryable_errors` (failed rows with attempts left) is what makes the
+    runner and the automation sensor run the partition again (sensors/automation.py)."""
     if df.is_empty():
-        return {"rows": 0}
+        return {"rows": 0, "errors": 0, RETRYABLE: 0}
     return {"rows": df.height, "queries": df["query_id"].n_unique(),
-            "errors": int((df["status"] != "ok").sum()), "truncated": int(df["truncated"].sum()),
+            "errors": int((df["status"] != "ok").sum()), RETRYABLE: int(retryable(df, max_attempts).sum()),
+            "truncated": int(df["truncated"].sum()),
             "completion_tokens": int(df["completion_tokens"].fill_null(0).sum()),
             "formats": dict(df.group_by("format").len().iter_rows())}
