@@ -281,3 +281,22 @@ def test_runner_materializes_the_audit_and_reports_a_failed_health_check(project
     status = stale_status(defs.resolve_asset_graph(), instance)
     assert status(dg.AssetKey("verifier_audit"), None) == "STALE"
     assert status(dg.AssetKey("verification_outcomes"), "s00|t1") == "FRESH"
+
+
+def test_audit_of_real_skyt1_verdicts_finds_no_false_pass(project, instance):
+    """Real long-CoT traces (Sky-T1 on MATH-500) through the primary verifier, then the audit: plain
+    Math-Verify rejects none of the primary's passes. (It accepts some primary fails: untagged traces whose
+    last number is right but that never state or box a final answer; see docs/verify.md.)"""
+    import gzip
+
+    path = shared("reasoning_traces/skyt1_27b_math500.jsonl.gz")
+    recs = [json.loads(line) for line in gzip.open(path, "rt")][:120]
+    queries = [_query(f"q{i}", "math", r["question"], str(r["gt"])) for i, r in enumerate(recs)]
+    responses = [{**_response(f"r{i}", f"q{i}", None, response=r["code"][0]), "think": None}
+                 for i, r in enumerate(recs)]
+    lake = _lake(project, queries, responses, audit_sample=1000)
+    materialize(project.defs(), instance, ["verification_outcomes"], partition_key=KEY)
+    materialize(project.defs(), instance, ["verifier_audit"])
+    [s] = audit.summarize(lake.read("verifier_audit")).to_dicts()
+    assert s["sampled"] == 120 and s["compared"] >= 115 and s["primary_passes"] >= 30
+    assert s["false_pass"] == 0 and s["false_pass_rate_hi"] < 0.12
