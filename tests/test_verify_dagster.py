@@ -98,26 +98,29 @@ def test_verification_outcomes_verdicts_statuses_and_flags(seeded, instance):
     assert got["r8"][1] == "verifier_error" and "generation failed" in rows["r8"]["details"]
     assert got["r9"][1] == "no_reference" and rows["r9"]["category"] is None
     assert rows["r10"]["truncated"] and not rows["r10"]["has_answer"] and rows["r10"]["has_think"]
+    assert got["r10"][1:] == ("truncated", 0.0, False) and "finish_reason length" in rows["r10"]["details"]
     assert rows["r10"]["repetitive"] and rows["r10"]["perplexity"] is None  # "still thinking" x 50 loops
     assert not any(r["repetitive"] for rid, r in rows.items() if rid != "r10")
     assert json.loads(rows["r4"]["details"])["tests_total"] == 1
     assert rows["r1"]["verifier_version"].startswith("math-verify-")
-    assert meta["verified"] == 8 and meta["reused_from_cache"] == 0  # r8 failed to generate, r9 has no query
-    assert meta["status_counts"]["ok"] == 7 and meta["pass_rate"] == pytest.approx(0.3)
+    # r8 failed to generate, r9 has no query, r10 is truncated: decided before any verifier runs
+    assert meta["verified"] == 7 and meta["reused_from_cache"] == 0
+    assert meta["status_counts"]["ok"] == 6 and meta["status_counts"]["truncated"] == 1
+    assert meta["pass_rate"] == pytest.approx(0.3)
 
 
 def test_rerun_verifies_only_new_responses_and_thresholds_do_not_reverify(seeded, instance):
     project, lake, responses = seeded
     first, _ = _run(project, instance)
     again, meta = _run(project, instance)
-    assert meta["verified"] == 0 and meta["reused_from_cache"] == 8
+    assert meta["verified"] == 0 and meta["reused_from_cache"] == 7
     assert {k: v["verify_score"] for k, v in again.items()} == {k: v["verify_score"] for k, v in first.items()}
 
     # a new response: only it is verified
     lake.write_partition("teacher_responses", pl.DataFrame(
         responses + [_response("r11", "qm", "so \\boxed{42}")], infer_schema_length=None), PART)
     rows, meta = _run(project, instance)
-    assert meta["verified"] == 1 and meta["reused_from_cache"] == 8 and rows["r11"]["passed"]
+    assert meta["verified"] == 1 and meta["reused_from_cache"] == 7 and rows["r11"]["passed"]
 
     # a changed reference answer re-verifies that query's responses only
     queries = lake.read("unique_queries", {"shard": "s00"}).drop("shard").with_columns(
@@ -125,7 +128,7 @@ def test_rerun_verifies_only_new_responses_and_thresholds_do_not_reverify(seeded
         .alias("reference_answer"))
     lake.write_partition("unique_queries", queries, {"shard": "s00"})
     rows, meta = _run(project, instance)
-    assert meta["verified"] == 4 and meta["reused_from_cache"] == 5  # r1, r2, r10, r11 answer qm
+    assert meta["verified"] == 3 and meta["reused_from_cache"] == 5  # r1, r2, r11 answer qm (r10 is cut off)
     assert rows["r2"]["passed"] and not rows["r1"]["passed"]
 
     # a stricter threshold changes `passed`, not the cached scores
