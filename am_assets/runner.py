@@ -90,13 +90,14 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
     with engines_kept_open():  # one process for every partition: load each model once
         for i in range(max_passes):
             ran = len(report.ran)
-            _one_pass(defs, instance, report, select, partition, only, force and i == 0, log)
+            # failed rows are retried once per command (the engine already retried each request)
+            _one_pass(defs, instance, report, select, partition, only, force and i == 0, log, retry=i == 0)
             if len(report.ran) == ran or partition is not None:
                 break
     return report
 
 
-def _one_pass(defs, instance, report: RunReport, select, partition, only, force, log) -> None:
+def _one_pass(defs, instance, report: RunReport, select, partition, only, force, log, retry: bool) -> None:
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets)
     for key in graph.toposorted_asset_keys:
@@ -110,10 +111,11 @@ def _one_pass(defs, instance, report: RunReport, select, partition, only, force,
         if not force:
             status = stale_status(graph, instance)  # fresh resolver: upstream may just have run
             # failed rows with attempts left make a partition due as well (the automation sensor agrees)
-            retry = rows_to_retry(instance, node.assets_def, key, [k for k in keys if status(key, k) == "FRESH"])
-            for pk, n in retry.items():
+            due = rows_to_retry(instance, node.assets_def, key,
+                                [k for k in keys if status(key, k) == "FRESH"]) if retry else {}
+            for pk, n in due.items():
                 log(f"[{name}] {pk}: {n} failed rows to retry")
-            keys = [k for k in keys if status(key, k) != "FRESH" or k in retry]
+            keys = [k for k in keys if status(key, k) != "FRESH" or k in due]
             if not keys:
                 log(f"[{name}] fresh")
                 continue
