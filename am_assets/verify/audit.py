@@ -33,8 +33,7 @@ import polars as pl
 GROUP_KEYS = ["source", "category", "verifier"]
 VERDICT_STATUSES = ("ok", "truncated")  # a truncated response is a verdict too: a fail
 Z95 = 1.959964
-SAMPLE_COLUMNS = ["response_id", "query_id", "teacher", "shard", "category", "verifier", "status", "passed",
-                  "verify_score"]
+SAMPLE_COLUMNS = ["response_id", "query_id", "teacher", "shard", "category", "verifier", "status", "passed"]
 AUDIT_SCHEMA: dict[str, pl.DataType] = {
     "response_id": pl.String, "query_id": pl.String, "teacher": pl.String, "shard": pl.String,
     "source": pl.String, "category": pl.String, "verifier": pl.String, "status": pl.String,
