@@ -37,8 +37,14 @@ class NotPlain(TypeError):
     pass
 
 
+_PLAIN = (bool, int, float, str, bytes, complex, list, tuple, set, frozenset, dict)
+_TYPES = {c.__name__: c for c in _PLAIN}
+
+
 def encode(v, depth=0):
-    """A return value as JSON-ready data; anything that is not exactly a builtin plain type fails."""
+    """A value as JSON-ready data. Subclasses of plain types (Counter, a namedtuple, an int with its
+    own __eq__) go as their plain value, so their methods never run on the trusted side; any other
+    object fails."""
     if depth > 100:
         raise NotPlain("nested too deeply")
     t = type(v)
@@ -57,18 +63,30 @@ def encode(v, depth=0):
         return {"$b": v.hex()}
     if t is complex:
         return {"$c": [v.real, v.imag]}
+    if t is Remote:  # the driver passes a solution object back to the solution
+        return {"$r": v._ref}
+    if t is type and v in _PLAIN:
+        return {"$type": v.__name__}
+    for base in _PLAIN[1:]:
+        if isinstance(v, base):
+            return encode(base(v.items()) if base is dict else base(v), depth + 1)
     raise NotPlain(f"returned a {t.__name__}, not plain data")
 
 
-def decode(x):
-    """The inverse of encode, strict: what the server sends is untrusted."""
+def decode(x, objs=None):
+    """The inverse of encode, strict: what the server sends is untrusted. Object handles and type
+    names are accepted only by the server (`objs`), from the driver."""
     t = type(x)
     if x is None or t in (bool, int, float, str):
         return x
     if t is list:
-        return [decode(i) for i in x]
+        return [decode(i, objs) for i in x]
     if t is dict and len(x) == 1:
         (tag, v), = x.items()
+        if objs is not None and tag == "$r":
+            return objs[v]
+        if objs is not None and tag == "$type":
+            return _TYPES[v]
         if tag == "$x" and v in ("nan", "inf", "-inf"):
             return float(v)
         if tag == "$b" and type(v) is str:
@@ -76,7 +94,7 @@ def decode(x):
         if tag == "$c" and type(v) is list and len(v) == 2 and all(type(p) in (int, float) for p in v):
             return complex(v[0], v[1])
         if tag in ("$t", "$s", "$f", "$d") and type(v) is list:
-            items = [decode(i) for i in v]
+            items = [decode(i, objs) for i in v]
             if tag == "$d":
                 if not all(type(p) is list and len(p) == 2 for p in items):
                     raise ValueError("malformed dict")
@@ -186,6 +204,13 @@ def server(path, rfd, wfd, prelude_on):
     # only what the solution itself defines (a prelude name it did not rebind is the driver's own)
     send({"have": [n for n in want if callable(g.get(n)) and g.get(n) is not prelude.get(n)]})
     objs = {}
+
+    def reply(value):
+        if type(value).__module__ == "__solution__":  # one of its own objects: the driver gets a handle
+            objs[len(objs)] = value
+            return {"ref": len(objs) - 1}
+        return {"value": encode(value)}
+
     for req in inp:
         try:
             if "fn" in req:  # functional test: a function, else Solution().<fn> (LeetCode)
@@ -195,21 +220,18 @@ def server(path, rfd, wfd, prelude_on):
                 if fn is None:
                     raise NameError(f"no function or Solution method named {req['fn']!r}")
             elif "obj" in req:
-                fn = getattr(objs[req["obj"]], req["attr"])
-                if req.get("get") and not callable(fn):
-                    send({"value": encode(fn)})
+                if req.get("set"):
+                    setattr(objs[req["obj"]], req["attr"], decode(req["args"][0], objs))
+                    send({"value": None})
                     continue
+                fn = getattr(objs[req["obj"]], req["attr"])
                 if req.get("get"):
-                    send({"callable": True})
+                    send({"callable": True} if callable(fn) and not isinstance(fn, type) else reply(fn))
                     continue
             else:
                 fn = g[req["name"]]
-            value = fn(*[decode(a) for a in req["args"]], **{k: decode(v) for k, v in req["kwargs"].items()})
-            if isinstance(fn, type) and type(value) is fn:  # a constructor: the driver gets a handle
-                objs[len(objs)] = value
-                send({"ref": len(objs) - 1})
-            else:
-                send({"value": encode(value)})
+            send(reply(fn(*[decode(a, objs) for a in req["args"]],
+                          **{k: decode(v, objs) for k, v in req["kwargs"].items()})))
         except NotPlain as e:
             send({"error": f"{e}", "kind": "notplain"})
         except BaseException as e:  # noqa: BLE001 - the solution's error, sent as the test's reason
@@ -311,6 +333,11 @@ class Remote:
         return lambda *a, **k: chan.ask({"obj": ref, "attr": attr, "args": [_arg(x) for x in a],
                                          "kwargs": {n: _arg(v) for n, v in k.items()}})
 
+    def __setattr__(self, attr, value):
+        if attr.startswith("_"):
+            object.__setattr__(self, attr, value)
+        else:
+            self._chan.ask({"obj": self._ref, "attr": attr, "set": True, "args": [_arg(value)], "kwargs": {}})
 
     def __bool__(self):  # an object is not an answer: `assert candidate(x)` must not pass on it
         raise TypeError("a solution object has no truth value")
