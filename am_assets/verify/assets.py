@@ -54,13 +54,17 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
 def build_verifier_health_check(cfg) -> dg.AssetChecksDefinition:
     # partitions_def on a check is a preview in Dagster 1.13, but it is what records one evaluation per
     # teacher x shard (a check without it is asset-wide and would have to read every partition)
-    @dg.asset_check(asset=TABLE, name="verifier_health", partitions_def=teacher_shard_partitions(cfg.shards),
+    pdef = teacher_shard_partitions(cfg.shards)
+
+    @dg.asset_check(asset=TABLE, name="verifier_health", partitions_def=pdef,
                     blocking=False, description="ERROR when a verifier's share of unparseable, verifier_error or "
                     "timeout rows in the partition is above verification.max_failure_share (default 5%).")
     def verifier_health_check(context: dg.AssetCheckExecutionContext, lake: LakeResource,
                               pipeline: PipelineConfigResource) -> dg.AssetCheckResult:
         max_share = pipeline.load().verification.max_failure_share
-        part = context.op_execution_context.partition_key.keys_by_dimension
+        key = context.op_execution_context.partition_key  # a plain "s00|t1" when launched by tag only
+        key = key if isinstance(key, dg.MultiPartitionKey) else pdef.get_partition_key_from_str(key)
+        part = key.keys_by_dimension
         rows = (lake.scan(TABLE, part).select("verifier", "status").collect() if lake.exists(TABLE)
                 else pl.DataFrame(schema={"verifier": pl.String, "status": pl.String}))
         health = verifier_health(rows)
