@@ -224,7 +224,7 @@ def summarize(audit: pl.DataFrame) -> pl.DataFrame:
         (cmp & ~pl.col("primary_passed")).sum().alias("primary_fails"),
         (cmp & ~pl.col("primary_passed") & pl.col("second_passed")).sum().alias("false_fail"),
         pl.col("second_method").filter(pl.col("second_method") != "none").first().alias("method"),
-        pl.col("second_note").filter(~cmp).mode().first().alias("note"),
+        pl.col("second_note").filter(~cmp).mode().sort().first().alias("note"),  # the commonest reason
     ).sort(GROUP_KEYS, nulls_last=True)
     rows = []
     for r in agg.to_dicts():
