@@ -24,7 +24,8 @@ def _failure_text(result) -> str:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             err = event.event_specific_data.error
-            while err.cause is not None:  # the user's exception, not Dagster's wrapper
+            # the user's exception, not Dagster's wrapper, nor what it was raised from (which loses the path)
+            while err.cause is not None and (err.cls_name or "").startswith("Dagster"):
                 err = err.cause
             return err.message.strip()
     return "unknown error"
@@ -36,6 +37,7 @@ class RunReport:
     ran: list[tuple[str, str | None]] = field(default_factory=list)  # (asset, partition) in order
     metadata: dict[tuple[str, str | None], dict] = field(default_factory=dict)  # plain values
     failed_checks: list[tuple[str, str | None, str, str]] = field(default_factory=list)  # asset, partition, check, why
+    failures: dict[tuple[str, str | None], str] = field(default_factory=dict)  # (asset, partition) -> why
 
     def partitions(self, asset: str) -> list[str | None]:
         return [p for a, p in self.ran if a == asset]
@@ -94,6 +96,10 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
             _one_pass(defs, instance, report, select, partition, only, force and i == 0, log, retry=i == 0)
             if len(report.ran) == ran or partition is not None:
                 break
+    if report.failures:  # every other partition was tried first: one bad source does not stop the rest
+        lines = [f"  {a} [{pk or 'unpartitioned'}]: {why}" for (a, pk), why in report.failures.items()]
+        raise MaterializationFailed(f"{len(lines)} partition(s) failed; the others were built:\n" + "\n".join(lines)
+                                    + "\n(`am-distill ui` shows each run's log)")
     return report
 
 
@@ -115,7 +121,7 @@ def _one_pass(defs, instance, report: RunReport, select, partition, only, force,
                                 [k for k in keys if status(key, k) == "FRESH"]) if retry else {}
             for pk, n in due.items():
                 log(f"[{name}] {pk}: {n} failed rows to retry")
-            keys = [k for k in keys if status(key, k) != "FRESH" or k in due]
+            keys = [k for k in keys if (status(key, k) != "FRESH" or k in due) and (name, k) not in report.failures]
             if not keys:
                 log(f"[{name}] fresh")
                 continue
@@ -124,9 +130,10 @@ def _one_pass(defs, instance, report: RunReport, select, partition, only, force,
             log(f"[{name}] {pk or 'unpartitioned'} ({i}/{len(keys)})")
             result = dg.materialize(assets, selection=[key], partition_key=pk, instance=instance,
                                     resources=defs.resources, raise_on_error=False)
-            if not result.success:
-                raise MaterializationFailed(f"{name} [{pk or 'unpartitioned'}] failed: {_failure_text(result)}\n"
-                                            f"(run {result.run_id}; `am-distill ui` shows its log)")
+            if not result.success:  # recorded, reported at the end; the other partitions go on
+                report.failures[(name, pk)] = f"{_failure_text(result)} (run {result.run_id})"
+                log(f"[{name}] {pk or 'unpartitioned'} FAILED: {report.failures[(name, pk)]}")
+                continue
             report.ran.append((name, pk))
             for ev in result.get_asset_check_evaluations():  # non-blocking checks do not fail the run: say so
                 if not ev.passed:

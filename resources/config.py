@@ -89,10 +89,46 @@ class FieldMapping(Strict):
         return bool(self.options or self.correct)
 
 
+class SampleSpec(Strict):
+    """A seeded share of the rows, chosen by a hash of each question: the same rows stay chosen when
+    the file grows or is reordered."""
+
+    fraction: float = Field(gt=0, le=1)
+    seed: int = 0
+
+
+def row_filter_expr(text: str):
+    """A Polars expression from its source text (`pl.col("level") == "Level 5"`), over the raw record's
+    top-level fields. The text is the user's own config, evaluated with only `pl` in scope."""
+    import polars as pl
+
+    expr = eval(text, {"__builtins__": {}, "pl": pl})  # noqa: S307 - the user's config, like a Dagster asset
+    if not isinstance(expr, pl.Expr):
+        raise ValueError(f"filter {text!r} is not a Polars expression (got {type(expr).__name__})")
+    return expr
+
+
 class _SourceBase(Strict):
     name: str = Field(pattern=_NAME_PATTERN)
     priority: int = 0  # higher wins when dedup picks a cluster representative
     category: Category | None = None  # default category when the rows carry none
+    # which rows: `filter` on the raw record (a Polars expression string, or {field: value | [values]}),
+    # then `sample`, then the first `limit` rows (docs: README "Source options")
+    filter: str | dict[str, str | int | float | bool | None | list[str | int | float | bool | None]] | None = None
+    sample: SampleSpec | None = None
+    limit: int | None = Field(default=None, gt=0)
+    # the file's category names -> ours (e.g. AM 40M "instruction follow" -> if), before the usual aliases
+    category_map: dict[str, Category] = {}
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_parses(cls, v):
+        if isinstance(v, str):
+            try:
+                row_filter_expr(v)
+            except Exception as e:  # noqa: BLE001 - any error in the text is a config error
+                raise ValueError(f"filter: {e}") from None
+        return v
 
 
 class ReasoningGymSource(_SourceBase):
@@ -104,7 +140,6 @@ class ReasoningGymSource(_SourceBase):
 
 class HumanEvalSource(_SourceBase):
     kind: Literal["humaneval"]
-    limit: int | None = Field(default=None, gt=0)
 
 
 class FileSource(_SourceBase):

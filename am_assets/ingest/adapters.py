@@ -143,10 +143,13 @@ _CATEGORY_ALIASES = {"instruction follow": "if", "instruction_following": "if", 
                      "coding": "code", "mathematics": "math", "scienceqa": "science"}
 
 
-def normalize_category(value: Any, field: str, default: str | None, row: dict) -> str:
+def normalize_category(value: Any, field: str, default: str | None, row: dict,
+                       category_map: dict[str, str] | None = None) -> str:
     if value not in (_MISSING, None, ""):
         if not isinstance(value, str):
             raise FieldError(field, f"expected a string, got {type(value).__name__}")
+        if category_map and value.strip() in category_map:  # the source's own names first
+            return category_map[value.strip()]
         cat = _CATEGORY_ALIASES.get(value.strip().lower(), value.strip().lower())
         if cat not in CATEGORIES:
             raise FieldError(field, f"unknown category {value!r} (known: {', '.join(CATEGORIES)})")
@@ -197,7 +200,8 @@ def _mapped_choices(record: dict, m: FieldMapping, stem: str) -> tuple[str, str,
     return checked(where, choices.fixed_choices, stem, options, index)
 
 
-def adapt_mapped(record: dict, m: FieldMapping, default_category: str | None) -> dict:
+def adapt_mapped(record: dict, m: FieldMapping, default_category: str | None,
+                 category_map: dict[str, str] | None = None) -> dict:
     question = _text(get_path(record, m.question), m.question, required=True)
     reference, metadata = None, {}
     if m.answer:
@@ -215,7 +219,7 @@ def adapt_mapped(record: dict, m: FieldMapping, default_category: str | None) ->
                    if m.instruction_constraints else None)
     row = _row(question, reference, tests, constraints, metadata)
     cat_value = get_path(record, m.category) if m.category else _MISSING
-    row["category"] = normalize_category(cat_value, m.category or "category", default_category, row)
+    row["category"] = normalize_category(cat_value, m.category or "category", default_category, row, category_map)
     if m.id:
         rid = get_path(record, m.id)
         if rid is not _MISSING and rid is not None:
@@ -247,23 +251,25 @@ def adapt_am_1_4m(record: dict, default_category: str | None) -> dict:
     return row
 
 
-def adapt_am_40m(record: dict, default_category: str | None) -> dict:
+def adapt_am_40m(record: dict, default_category: str | None, category_map: dict[str, str] | None = None) -> dict:
     question = _text(record.get("question", _MISSING), "question", required=True)
     reference = answer_text(record.get("ground_truth"), "ground_truth")
     tests = normalize_tests(record.get("test_case"), "test_case")
     constraints = normalize_constraints(record.get("instruction_constrain"), "instruction_constrain")
     row = _row(question, reference or None, tests, constraints,
                {k: record.get(k) for k in ("question_source", "answer_source") if record.get(k) is not None})
-    row["category"] = normalize_category(record.get("category", _MISSING), "category", default_category, row)
+    row["category"] = normalize_category(record.get("category", _MISSING), "category", default_category, row,
+                                         category_map)
     return row
 
 
 def record_adapter(source) -> Callable[[dict], dict]:
+    cmap = getattr(source, "category_map", None)  # sources have one; benchmarks do not
     if source.layout == "am_1.4m":
         return lambda r: adapt_am_1_4m(r, source.category)
     if source.layout == "am_40m":
-        return lambda r: adapt_am_40m(r, source.category)
-    return lambda r: adapt_mapped(r, source.mapping, source.category)
+        return lambda r: adapt_am_40m(r, source.category, cmap)
+    return lambda r: adapt_mapped(r, source.mapping, source.category, cmap)
 
 
 # ---------------------------------------------------------------- generators

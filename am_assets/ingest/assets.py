@@ -3,6 +3,7 @@ import dagster as dg
 
 from am_assets.ingest.logic import clean_queries as clean_rules
 from am_assets.ingest.logic import drop_counts, ingest_source, source_fingerprint
+from am_assets.ingest.select import SelectionStats
 from am_assets.partitions import source_partitions
 from am_assets.versions import known_versions, source_versions
 from resources.lake import LakeResource, materialize_result
@@ -23,7 +24,8 @@ def raw_queries(context: dg.AssetExecutionContext, lake: LakeResource,
                 pipeline: PipelineConfigResource) -> dg.MaterializeResult:
     cfg = pipeline.load()
     source = cfg.source(context.partition_key)
-    rows, rejected = ingest_source(source, cfg.cleaning)
+    selection = SelectionStats()
+    rows, rejected = ingest_source(source, cfg.cleaning, selection)
     partition = {"source": source.name}
     version = lake.write_partition("raw_queries", rows, partition, context=context)
     # always rewritten, so a fixed file also clears its old rejects
@@ -34,9 +36,11 @@ def raw_queries(context: dg.AssetExecutionContext, lake: LakeResource,
             f"{rejected.height} rows of {source.name} rejected; they are in lake table rejected_rows "
             f"(source={source.name}). First: {first['source_file']} row {first['source_row']} "
             f"field {first['field']}: {first['error']}")
-    context.log.info(f"{source.name}: {rows.height} rows ingested, {rejected.height} rejected")
+    context.log.info(f"{source.name}: {rows.height} rows ingested, {rejected.height} rejected; selection "
+                     f"{selection.as_metadata()}")
     return materialize_result(lake, "raw_queries", rows, version, {
         "rejected_rows": rejected.height,
+        **selection.as_metadata(),
         "categories": dg.MetadataValue.json(dict(rows.group_by("category").len().iter_rows())),
         "source_fingerprint": source_fingerprint(source),
     })

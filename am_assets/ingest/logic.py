@@ -16,6 +16,7 @@ from am_assets.ingest.adapters import (
     reasoning_gym_rows,
     record_adapter,
 )
+from am_assets.ingest.select import SelectionStats, filter_records, sampled_in
 from am_assets.ingest.readers import RowError, SourceFileError, csv_header, detect_format, read_records
 from am_assets.schema import QUERY_SCHEMA, REJECTED_SCHEMA, query_id
 from resources.config import CleaningConfig, FileSource, HumanEvalSource, ReasoningGymSource
@@ -49,9 +50,10 @@ def source_file_path(source) -> Path | None:
     return None
 
 
-def _file_rows(source: FileSource, cleaning: CleaningConfig) -> Iterator[dict | RowError]:
+def _file_rows(source: FileSource, cleaning: CleaningConfig, stats: SelectionStats) -> Iterator[dict | RowError]:
     adapt = record_adapter(source)
-    for lineno, record in read_records(source.path, source.format, cleaning.max_row_bytes):
+    records = read_records(source.path, source.format, cleaning.max_row_bytes)
+    for lineno, record in filter_records(records, source.filter, stats):
         if isinstance(record, RowError):
             yield record
             continue
@@ -88,14 +90,24 @@ def header_problems(source: FileSource) -> list[str]:
 _CHUNK = 50_000
 
 
-def ingest_source(source, cleaning: CleaningConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(normalized rows, rejected rows) for one configured source."""
+def _generated_rows(source, stats: SelectionStats) -> Iterator[dict | RowError]:
+    """reasoning-gym / HumanEval rows; `filter` sees the normalized row (question, metadata, ...)."""
     if isinstance(source, ReasoningGymSource):
-        items: Iterator[dict | RowError] = reasoning_gym_rows(source.datasets, source.count, source.seed, source.category)
-    elif isinstance(source, HumanEvalSource):
-        items = humaneval_rows(source.limit)
+        rows = reasoning_gym_rows(source.datasets, source.count, source.seed, source.category)
     else:
-        items = _file_rows(source, cleaning)
+        rows = humaneval_rows()
+    for _, row in filter_records(enumerate(rows, 1), source.filter, stats):
+        yield row
+
+
+def ingest_source(source, cleaning: CleaningConfig,
+                  stats: SelectionStats | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(normalized rows, rejected rows) for one configured source; `stats` counts deselected rows."""
+    stats = stats if stats is not None else SelectionStats()
+    if isinstance(source, FileSource):
+        items: Iterator[dict | RowError] = _file_rows(source, cleaning, stats)
+    else:
+        items = _generated_rows(source, stats)
     path = source_file_path(source)
     file_name = str(path) if path else f"<{source.kind}>"
     frames, rows, rejected = [], [], []
@@ -105,6 +117,12 @@ def ingest_source(source, cleaning: CleaningConfig) -> tuple[pl.DataFrame, pl.Da
                              "field": item.field, "error": item.error, "excerpt": item.excerpt})
             continue
         item["query_id"] = query_id(item["question"])
+        if not sampled_in(item["query_id"], source.sample):
+            stats.sampled_out += 1
+            continue
+        if source.limit is not None and len(rows) + sum(f.height for f in frames) >= source.limit:
+            stats.limit_reached = True  # stop reading: the rest of a big file is never loaded
+            break
         item["source"] = source.name
         item["source_file"] = file_name
         rows.append(item)
