@@ -28,8 +28,8 @@ import sys
 # import string); `from builtins import *` undoes the shadowing of pow, open... by the star imports.
 _STAR = ("string re datetime collections heapq bisect copy math random statistics itertools functools "
          "operator io sys json builtins typing").split()
-PRELUDE = "".join(f"from {m} import *\n" for m in _STAR) + "".join(
-    f"import {m}\n" for m in _STAR if m not in ("builtins", "typing")) + "sys.setrecursionlimit(50000)\n"
+PRELUDE_MODULES = "".join(f"import {m}\n" for m in _STAR if m not in ("builtins", "typing"))
+PRELUDE = "".join(f"from {m} import *\n" for m in _STAR) + PRELUDE_MODULES + "sys.setrecursionlimit(50000)\n"
 MAX_REPLY = 16 << 20  # bytes of one encoded return value
 
 
@@ -202,7 +202,8 @@ def server(path, rfd, wfd, prelude_on):
         send({"setup_error": _err(e)})
         return
     # only what the solution itself defines (a prelude name it did not rebind is the driver's own)
-    send({"have": [n for n in want if callable(g.get(n)) and g.get(n) is not prelude.get(n)]})
+    own = {n for n, v in g.items() if v is not prelude.get(n)}
+    send({"have": [n for n in want if n in own and callable(g[n])]})
     objs = {}
 
     def reply(value):
@@ -214,9 +215,9 @@ def server(path, rfd, wfd, prelude_on):
     for req in inp:
         try:
             if "fn" in req:  # functional test: a function, else Solution().<fn> (LeetCode)
-                fn = g.get(req["fn"])
+                fn = g[req["fn"]] if req["fn"] in own else None  # never a prelude function of that name
                 if not callable(fn) or isinstance(fn, type):
-                    fn = getattr(g["Solution"](), req["fn"]) if "Solution" in g else None
+                    fn = getattr(g["Solution"](), req["fn"]) if "Solution" in own else None
                 if fn is None:
                     raise NameError(f"no function or Solution method named {req['fn']!r}")
             elif "obj" in req:
@@ -388,7 +389,8 @@ def _context(chan, spec, units):
         raise SolutionGone(f"the solution did not load: {str(first['setup_error'])[:300]}")
     have = [n for n in first.get("have", []) if type(n) is str]
     if units and free_names(*trusted_src, *spec["tests"]) - set(have):  # MBPP asserts may use the solution's `math`
-        exec(compile(PRELUDE, "prelude.py", "exec"), ns)
+        exec(compile(PRELUDE_MODULES, "prelude.py", "exec"), ns)  # modules only: a star import could
+        # stand in for a function the solution lacks (operator.add for a missing `add`)
     ns.update({n: Proxy(chan, n) for n in have})
     for code in trusted:
         exec(code, ns)
