@@ -265,7 +265,7 @@ class DockerSandbox(_RunnerSandbox):
             user="0:0", cap_drop=["ALL"], cap_add=["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL"],
             security_opt=["no-new-privileges"], mem_limit=mem, memswap_limit=mem,
             pids_limit=lim.nproc * max(1, lim.parallel) * 2 + 8, nano_cpus=int(lim.cpus * 1e9),
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.fsize_mb * max(1, lim.parallel) * 4 + 16}m,mode=1777"},
+            tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={lim.fsize_mb * max(1, lim.parallel) * 4 + 16}m,mode=1777"},
             volumes={str(batch_dir): {"bind": "/batch", "mode": "ro"}}, working_dir="/tmp",
             environment={"LANG": "C.UTF-8"}, labels={"am-distill": "sandbox"})
         try:
