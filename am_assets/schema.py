@@ -28,7 +28,10 @@ QUERY_SCHEMA: dict[str, pl.DataType] = {
 #   {"type": "stdio", "cases": [{"input": <str>, "output": <str>}, ...]}             stdin/stdout
 #   {"type": "functional", "fn_name": <fn>, "cases": [{"input": [args], "output": <value>}]}
 #   {"type": "test_code", "test": <code run after the solution>, "entry_point": <fn>}  AM 1.4M
-TEST_CASE_TYPES = ("check", "asserts", "stdio", "functional", "test_code")
+#   {"type": "unknown", "reason": <why>}   ingest could not tell stdin from functional: verifier_error
+# functional may add "output_wrapped": true (APPS/TACO: each output is [value]); check may add
+# "prompt": the dataset's own code (HumanEval helpers such as `poly`), trusted over the solution's.
+TEST_CASE_TYPES = ("check", "asserts", "stdio", "functional", "test_code", "unknown")
 
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String,

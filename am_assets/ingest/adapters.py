@@ -98,18 +98,62 @@ def _json_value(value: Any, field: str) -> Any:
     return value
 
 
+def _fn_name(entry_point: str | None) -> str | None:
+    """A function name from `entry_point`: a name, JSON metadata (LiveCodeBench {"func_name": ...}),
+    or LeetCode starter code (`class Solution: def twoSum(self, ...)`)."""
+    text = (entry_point or "").strip()
+    if text.startswith("{"):
+        try:
+            meta = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        return next((meta[k] for k in ("func_name", "fn_name", "entry_point") if isinstance(meta.get(k), str)), None)
+    if "def " in text:
+        from am_assets.verify.code_tests import starter_fn_name
+
+        return starter_fn_name(text)
+    return text if text.isidentifier() else None
+
+
+def _unknown(reason: str) -> str:
+    """Kept, and reported by the verifier as a verifier_error with this reason: never guessed as stdin."""
+    return json.dumps({"type": "unknown", "reason": reason})
+
+
+def _case_list(value: list, fn: str | None) -> str:
+    """[{"input", "output", "testtype"?}] (LiveCodeBench public/private tests, CodeContests): the
+    type is read per item; functional inputs are one JSON value per line (the arguments)."""
+    types = {c.get("testtype") for c in value}
+    if types == {"stdin"} or (types == {None} and not fn):
+        return json.dumps({"type": "stdio", "cases": [{"input": c["input"], "output": c["output"]} for c in value]})
+    if len(types) > 1:
+        return _unknown(f"mixed test types {sorted(map(str, types))} in one item")
+    if types not in ({"functional"}, {None}):
+        return _unknown(f"unknown testtype {types.pop()!r}")
+    if not fn:
+        return _unknown("functional tests without a function name (map entry_point to it or to the starter code)")
+    try:
+        cases = [{"input": [json.loads(line) for line in str(c["input"]).split("\n") if line.strip()],
+                  "output": json.loads(c["output"]) if isinstance(c["output"], str) else c["output"]} for c in value]
+    except json.JSONDecodeError as e:
+        return _unknown(f"functional test input is not one JSON value per line: {e.msg}")
+    return json.dumps({"type": "functional", "fn_name": fn, "cases": cases})
+
+
 def normalize_tests(value: Any, field: str, entry_point: str | None = None) -> str | None:
     """Test cases in any of the layouts we know, as our JSON (schema.TEST_CASE_TYPES)."""
     if value is _MISSING or value is None or value == "" or value == []:
         return None
     value = _json_value(value, field)
     if isinstance(value, list):
+        if value and all(isinstance(t, dict) and "input" in t and "output" in t for t in value):
+            return _case_list(value, _fn_name(entry_point))
         if not all(isinstance(t, str) for t in value):
             raise FieldError(field, "a test list must hold strings (assert statements)")
         return json.dumps({"type": "asserts", "setup": "", "asserts": value})
     if not isinstance(value, dict):
         raise FieldError(field, f"expected a list or an object, got {type(value).__name__}")
-    if value.get("type") in ("check", "asserts", "stdio", "functional", "test_code"):
+    if value.get("type") in ("check", "asserts", "stdio", "functional", "test_code", "unknown"):
         return json.dumps(value)
     if "test_code" in value:  # AM 1.4M {test_code, test_entry_point}
         return json.dumps({"type": "test_code", "test": value["test_code"],
@@ -118,9 +162,12 @@ def normalize_tests(value: Any, field: str, entry_point: str | None = None) -> s
         if len(value["inputs"]) != len(value["outputs"]):
             raise FieldError(field, "inputs and outputs differ in length")
         cases = [{"input": i, "output": o} for i, o in zip(value["inputs"], value["outputs"])]
-        if value.get("fn_name"):
-            return json.dumps({"type": "functional", "fn_name": value["fn_name"], "cases": cases})
-        return json.dumps({"type": "stdio", "cases": cases})
+        fn = value.get("fn_name") or _fn_name(value.get("starter_code")) or _fn_name(entry_point)
+        if fn:  # APPS/TACO call-based outputs come wrapped in a list
+            return json.dumps({"type": "functional", "fn_name": fn, "cases": cases, "output_wrapped": True})
+        if all(isinstance(i, str) for i in value["inputs"]):
+            return json.dumps({"type": "stdio", "cases": cases})
+        return _unknown("the inputs are call arguments but there is no fn_name or starter code")
     if "test" in value:
         return json.dumps({"type": "check", "test": value["test"], "entry_point": value.get("entry_point") or entry_point})
     raise FieldError(field, f"unknown test layout with keys {sorted(value)[:6]}")
@@ -312,7 +359,8 @@ def humaneval_rows(limit: int | None = None) -> Iterator[dict]:
     for i, (task_id, p) in enumerate(sorted(read_problems(str(humaneval_path())).items(), key=lambda kv: int(kv[0].split("/")[1]))):
         if limit is not None and i >= limit:
             break
-        tests = json.dumps({"type": "check", "test": p["test"], "entry_point": p["entry_point"]})
+        # the prompt's helpers (poly, encode_cyclic...) are the test's, not the answer's to redefine
+        tests = json.dumps({"type": "check", "test": p["test"], "entry_point": p["entry_point"], "prompt": p["prompt"]})
         question = ("Complete the following Python function. Return the whole function in a ```python code block.\n\n"
                     f"```python\n{p['prompt']}```")
         row = _row(question, None, tests, None, {"task_id": task_id, "prompt": p["prompt"],
