@@ -370,6 +370,8 @@ class VerificationConfig(Strict):
     answer_fallback: Literal["none", "answer_statement"] = "answer_statement"
     code_max_tests: int = Field(default=10, gt=0)
     code_timeout_s: float = Field(default=5.0, gt=0)
+    # fraction: passed / tests run (DeepDistill); all_or_nothing: 1 only when all pass (AM-Thinking RL)
+    code_score_mode: Literal["fraction", "all_or_nothing"] = "fraction"
     sandbox: Literal["docker", "local"] = "docker"
     sandbox_image: str = "am-distill-sandbox:bookworm"
     judge_teacher: str | None = None  # a teacher name used as judge; default: the first vllm teacher

@@ -72,7 +72,8 @@ def verifier_versions(vcfg, judge_version: str) -> dict[str, tuple[str, str]]:
     """verifier key -> (name, version) recorded on each row."""
     return {
         "math": ("math-verify", math_version(vcfg.math_judge_second_opinion, vcfg.answer_fallback)),
-        "code": (code_tests.NAME, f"{code_tests.VERSION}/tests{vcfg.code_max_tests}"),
+        "code": (code_tests.NAME, f"{code_tests.VERSION}/tests{vcfg.code_max_tests}"
+                                  + ("/all" if vcfg.code_score_mode == "all_or_nothing" else "")),
         "if": (ifeval.NAME, ifeval.VERSION),
         "reasoning-gym": (rgym.NAME, rgym.version()),
         "choice": (choice.NAME, choice.VERSION),
@@ -131,7 +132,8 @@ def _verify_group(key: str, rows: list[dict], vcfg, sandbox_factory, judge, log)
         except Exception as e:  # noqa: BLE001 - no sandbox: no verdicts, said per row
             return [Verdict(0.0, "verifier_error", {"error": f"sandbox: {e}"[:500]})] * len(rows)
         items = [{"answer": r["_answer"], "response": None, "test_cases": r.get("test_cases")} for r in rows]
-        return code_tests.verify_code(items, sandbox, vcfg.code_max_tests, vcfg.code_timeout_s, log=log)
+        return code_tests.verify_code(items, sandbox, vcfg.code_max_tests, vcfg.code_timeout_s, log=log,
+                                      score_mode=vcfg.code_score_mode)
     if key == "if":
         return [ifeval.verify_if(r["_answer"], r.get("instruction_constraints")) for r in rows]
     if key == "reasoning-gym":
