@@ -46,7 +46,7 @@ def math_items(n_math: int, n_gsm8k: int, seed: int = 0) -> list[dict]:
         ans = str(r["answer"]).strip()
         # AIME answers go in as JSON numbers, as many public math files store them
         items.append({"source": "aime24", "question": r["problem"], "reference": int(ans) if _INT.match(ans) else ans,
-                      "reasoning": (r.get("solution") or "").replace("\\boxed", "").strip()[:4000], "answer": ans})
+                      "reasoning": (r.get("solution") or "").replace("\\boxed", "").strip(), "answer": ans})
     return items
 
 
@@ -105,7 +105,11 @@ def math_rows(items: list[dict], seed: int = 0) -> list[dict]:
         rows += [_row(it, f"{think}<answer>\\boxed{{{alt}}}</answer>", True, "notation") for alt in _notations(ans)]
         if _INT.match(ans) or _FRAC.match(ans):  # statements the fallback reads (recorded as details.from)
             rows += [_row(it, f"{think}<answer>The final answer is ${ans}$.</answer>", True, "statement"),
-                     _row(it, f"{think}<answer>{ans}</answer>", True, "bare_answer")]
+                     _row(it, f"{think}<answer>{ans}</answer>", True, "bare_answer"),
+                     _row(it, f"{why}\n\nSo, the final answer is {ans}.", True, "untagged_statement"),
+                     # untagged: an early "answer" is not the conclusion (only the last lines count)
+                     _row(it, f"I guess the answer is {ans}.\n{why}\nLet me redo this.\nStep one.\nStep two.\n"
+                              "I cannot finish it.", False, "untagged_early_statement")]
         expr = _EXPR.search(it["question"])
         restated = expr.group(0) if expr else it["question"][:120]
         rows += [

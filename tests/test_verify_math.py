@@ -47,8 +47,10 @@ def test_skyt1_math500_verdicts_agree_with_the_files_scores():
       `\\boxed{12^{\\text{th}}\\text{ grade}}`, which Math-Verify reads as `12^{`);
     - truncated traces (an unclosed thought or solution, or an untagged text cut mid-sentence): never a
       pass; the file credits 19 of them for a number found in the unfinished thought;
-    - untagged traces with no \\boxed{}: no delimited answer part, so only a box would be an answer;
-      the file credits 76 of them for the last number in the prose.
+    - untagged traces with no \\boxed{}: a stated answer counts only in the last lines (their
+      conclusion). 14 pass; the file marks 3 of these wrong although each states the reference
+      (`-2 + 7i`, `8000`, `255`): the file's grader is wrong there. The file credits 65 more for the
+      last number in prose without an answer statement ("... the number of trailing zeros is 9.").
     """
     import polars as pl
 
@@ -64,13 +66,16 @@ def test_skyt1_math500_verdicts_agree_with_the_files_scores():
                             for i, r in enumerate(rows)])
     out, _ = verify_partition(responses, queries, pl.DataFrame(), VerificationConfig(), sandbox_factory=lambda: None)
     groups: dict[str, list[tuple[bool, bool]]] = {}
+    file_wrong = set()
     for r, o in zip(rows, out.iter_rows(named=True)):
-        boxed = json.loads(o["details"]).get("from") == "boxed"
+        source = json.loads(o["details"]).get("from")
         fmt = parse_response(r["response"]).format
-        group = "truncated" if o["status"] == "truncated" else f"{fmt}{'+boxed' if boxed else ''}"
+        group = "truncated" if o["status"] == "truncated" else f"{fmt}{'+boxed' if source == 'boxed' else ''}"
         groups.setdefault(group, []).append((o["passed"], r["score"]))
-        if o["passed"]:
-            assert boxed, o  # no pass from prose: complete Sky-T1 solutions all box their answer
+        if o["passed"]:  # a box or an explicit statement, never a number picked out of prose
+            assert source in ("boxed", "answer_statement"), o
+        if o["passed"] and not r["score"]:
+            file_wrong.add(r["gt"])
 
     def agreement(group):
         pairs = groups[group]
@@ -81,7 +86,8 @@ def test_skyt1_math500_verdicts_agree_with_the_files_scores():
     rate, n = agreement("untagged+boxed")
     assert n >= 40 and rate >= 0.95, (rate, n)
     assert len(groups["truncated"]) >= 120 and not any(p for p, _ in groups["truncated"])
-    assert not any(p for p, _ in groups["untagged"])
+    untagged_passes = [p for p, _ in groups["untagged"] if p]
+    assert 10 <= len(untagged_passes) <= 20 and file_wrong <= {"-2+7i", "8000", "255"}, file_wrong
 
 
 def test_gsm8k_hash_references_parse_and_verify(pool):

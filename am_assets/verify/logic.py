@@ -44,8 +44,8 @@ MATH_CHUNK = 500  # items per progress line
 def math_version(second_opinion: bool, fallback: str = "answer_statement") -> str:
     from importlib.metadata import version
 
-    # /2: answers only from the answer part (last \boxed{}, else the configured fallback); truncation
-    return f"math-verify-{version('math-verify')}/2-{fallback}" + ("+judge" if second_opinion else "")
+    # /3: answers only from the answer part (last \boxed{}, else the configured fallback); truncation
+    return f"math-verify-{version('math-verify')}/3-{fallback}" + ("+judge" if second_opinion else "")
 
 
 def input_hash(row: dict) -> str:
@@ -104,9 +104,10 @@ def _verify_math(rows: list[dict], vcfg, judge, log) -> list[Verdict]:
     pool = get_pool(vcfg.math_workers, vcfg.math_timeout_s)
     for start in range(0, len(todo), MATH_CHUNK):
         chunk = todo[start:start + MATH_CHUNK]
-        # an untagged response has no delimited answer part: only its last \boxed{} is an answer
+        # an untagged response mixes thinking and answer: a stated answer counts only in its last lines
         res = pool.verify([(rows[i]["reference_answer"], rows[i]["_answer"],
-                            vcfg.answer_fallback if rows[i].get("_delimited") else "none") for i in chunk])
+                            vcfg.answer_fallback if rows[i].get("_delimited") or vcfg.answer_fallback == "none"
+                            else "answer_statement_tail") for i in chunk])
         for i, d in zip(chunk, res):
             out[i] = Verdict(d["score"], d["status"], d["details"])
         log(f"math: {min(start + MATH_CHUNK, len(todo))}/{len(todo)} verified")

@@ -12,6 +12,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 
 FALLBACKS = ("none", "answer_statement")
+TAIL_LINES = 3  # an untagged response: a stated answer counts only in its last lines (its conclusion)
 
 
 def last_boxed(text: str) -> str | None:
@@ -50,17 +51,20 @@ def final_answer(part: str, fallback: str = "answer_statement") -> tuple[str | N
     The last \\boxed{} first (the papers' rule). With `fallback="answer_statement"`, an answer part that
     is itself one short expression (`<answer>42</answer>`) or ends in an explicit statement ("the final
     answer is 42") gives that; any other prose gives nothing: an expression merely restated from the
-    question is not an answer.
+    question is not an answer. `"answer_statement_tail"` (untagged responses, which mix thinking and
+    answer) reads a statement only in the last TAIL_LINES non-empty lines.
     """
     boxed = last_boxed(part or "")
     if boxed:
         return boxed, "boxed"
-    if fallback != "answer_statement" or not part:
+    if fallback not in ("answer_statement", "answer_statement_tail") or not part:
         return None, None
     bare = part.strip().strip("$").rstrip(".").strip()
     # one token ("Evelyn", "x=3") or a formula without words ("x = 3", "(1, 2)"): the part is the answer
     if bare and len(bare) <= 80 and "\n" not in bare and (" " not in bare or not _WORD.search(bare)):
         return bare, "answer_part"
+    if fallback == "answer_statement_tail":
+        part = "\n".join([ln for ln in part.splitlines() if ln.strip()][-TAIL_LINES:])
     found = list(_STATEMENT.finditer(part))
     if found:
         tail = part[found[-1].end():]
