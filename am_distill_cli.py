@@ -7,6 +7,7 @@
     am-distill ui                   dagster dev on 127.0.0.1:3000 with the project-local instance
     am-distill validate             check pipeline.yaml and the definitions
     am-distill check rows.jsonl     the verdict on each row (query columns + response), one JSON line each
+    am-distill export [--out DIR]   the training mix as AM 1.4M / AM 40M / chat JSONL and Parquet
 
 Runs go to the Dagster instance in $DAGSTER_HOME (default: ./.dagster), so the UI shows them.
 """
@@ -157,6 +158,20 @@ def cmd_check(args) -> None:
             print(json.dumps(verdict, ensure_ascii=False, default=str), flush=True)
 
 
+def cmd_export(args) -> None:
+    from am_assets.mix.export import rows_from_table, write_exports
+    from definitions import build_defs
+
+    defs = build_defs(args.config)
+    table = defs.resources["lake"].read("training_mix")
+    if table.height == 0:
+        raise SystemExit("training_mix is empty or not materialized yet: run `am-distill demo` or "
+                         "`am-distill materialize -s training_mix` first")
+    out = Path(args.out) if args.out else defs.resources["pipeline"].load().mix.export_dir
+    for name, path in sorted(write_exports(rows_from_table(table), out).items()):
+        print(f"{name}: {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     _setup_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -184,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     ck = sub.add_parser("check", help="verify responses in a JSONL file; one JSON verdict line per row")
     ck.add_argument("file")
     ck.set_defaults(fn=cmd_check)
+    ex = sub.add_parser("export", help="write the training mix in the AM 1.4M and AM 40M layouts, chat JSONL, Parquet")
+    ex.add_argument("--out", help="folder (default: mix.export_dir)")
+    ex.set_defaults(fn=cmd_export)
     args = parser.parse_args(argv)
     from am_assets.runner import MaterializationFailed
     from resources.config import ConfigError

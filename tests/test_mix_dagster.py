@@ -270,3 +270,35 @@ def test_all_teachers_option(project, instance, tmp_path, option):
     assert set(mix["teacher"]) == {"weak", "strong"}
     assert mix.filter(pl.col("category") == "math").height <= 10 and mix["tokens"].sum() <= 5000
     assert not (tmp_path / "exports" / "chat_stage2.jsonl").exists()
+
+
+def test_exports_round_trip_through_the_cli_and_re_ingest(project, instance, tmp_path):
+    """`am-distill export` re-writes the mix from the lake in the AM 1.4M and AM 40M layouts; datasets
+    opens both, and both re-ingest (layout am_1.4m / am_40m) to the same query ids and answers."""
+    import subprocess
+    import sys
+
+    from am_assets.ingest.logic import ingest_source
+    from resources.config import CleaningConfig, FileSource
+    from tests.conftest import PROJECT_DIR
+
+    build_everything(project, instance, tmp_path)
+    mix = project.lake().read("training_mix")
+    out = tmp_path / "again"
+    proc = subprocess.run([sys.executable, "-m", "am_distill_cli", "-c", str(project.config_path), "export",
+                           "--out", str(out)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stage1 = mix.filter(pl.col("stage") == "stage1")
+    want = dict(zip(stage1["query_id"], stage1["reference_answer"]))
+    for layout, name in (("am_1.4m", "am_1.4m_stage1.jsonl"), ("am_40m", "am_40m_stage1.jsonl")):
+        ds = load_dataset("json", data_files=str(out / name), split="train")
+        assert ds.num_rows == stage1.height
+        rows, rejected = ingest_source(FileSource(name="back", kind="file", path=out / name, layout=layout),
+                                       CleaningConfig())
+        assert rejected.height == 0 and rows.height == stage1.height
+        assert dict(zip(rows["query_id"], rows["reference_answer"])) == want
+        assert set(rows.filter(pl.col("test_cases").is_not_null())["query_id"]) == set(
+            stage1.filter(pl.col("test_cases").is_not_null())["query_id"])
+    am40 = load_dataset("json", data_files=str(out / "am_40m_stage1.jsonl"), split="train")[0]
+    assert am40["answer"].startswith("<think>") and am40["answer_source"] == "strong" and 0 < am40["pass_rate"] <= 1
+    assert am40["model_name"] and am40["verify_score"] > 0.99

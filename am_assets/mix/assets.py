@@ -19,7 +19,7 @@ from resources.pipeline import PipelineConfigResource
 GROUP = "mix"
 INPUTS = ("unique_queries", "teacher_responses", "verification_outcomes", "difficulty_scores")
 TABLE_COLUMNS = ["messages", *LINEAGE_COLUMNS, "question", "think", "answer", "reference_answer", "test_cases",
-                 "threshold", "completion_tokens", "prompt_tokens"]
+                 "instruction_constraints", "threshold", "completion_tokens", "prompt_tokens"]
 
 
 def mix_settings_hash(cfg) -> str:

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 SELECTED_COLUMNS = ["response_id", "query_id", "teacher", "category", "verify_score", "stage", "selection_reason"]
 RESPONSE_COLUMNS = ["response_id", "sample_idx", "fingerprint", "model", "response", "think", "answer",
                     "completion_tokens", "prompt_tokens"]
-QUERY_COLUMNS = ["query_id", "source", "question", "reference_answer", "test_cases"]
+QUERY_COLUMNS = ["query_id", "source", "question", "reference_answer", "test_cases", "instruction_constraints"]
 DIFFICULTY_COLUMNS = ["query_id", "threshold", "pass_rates", "cv", "level"]
 
 

@@ -1,10 +1,11 @@
-"""The mix's rows as chats, and the exports: AM 1.4M layout, TRL `messages` layout, Parquet.
+"""The mix's rows as chats, and the exports: AM 1.4M layout, AM 40M layout, TRL `messages` layout, Parquet.
 
 Every export carries the lineage columns; `datasets.load_dataset("json" | "parquet", ...)` opens each.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -70,6 +71,25 @@ def am_layout(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.select(msgs.alias("messages"), *LINEAGE_COLUMNS)
 
 
+def am_40m_layout(rows: pl.DataFrame) -> pl.DataFrame:
+    """AM-DeepSeek-Distilled-40M rows (the third-party loaders' schema, papers.md section 1): question,
+    answer (`<think>..</think><answer>..</answer>`), question_source, answer_source, category,
+    ground_truth, test_case, instruction_constrain, verify_score, pass_rate (this teacher's), pass_rates
+    (every teacher's, JSON), model_name; plus the lineage columns. Re-ingests with `layout: am_40m`."""
+    null = pl.lit(None, dtype=pl.String)
+    rate = pl.struct("pass_rates", "teacher").map_elements(
+        lambda r: (json.loads(r["pass_rates"] or "{}") or {}).get(r["teacher"]), return_dtype=pl.Float64)
+    return rows.select(
+        pl.col("question"), pl.col("assistant").alias("answer"), pl.col("source").alias("question_source"),
+        pl.col("teacher").alias("answer_source"), pl.col("category"),
+        pl.col("reference_answer").alias("ground_truth") if "reference_answer" in rows.columns else null.alias("ground_truth"),
+        pl.col("test_cases").alias("test_case") if "test_cases" in rows.columns else null.alias("test_case"),
+        (pl.col("instruction_constraints") if "instruction_constraints" in rows.columns else null)
+        .alias("instruction_constrain"),
+        rate.alias("pass_rate"), pl.col("model").alias("model_name"),
+        *[c for c in LINEAGE_COLUMNS if c not in ("category",)])
+
+
 def chat_layout(rows: pl.DataFrame) -> pl.DataFrame:
     """`messages` [{role, content}] (what TRL's SFTTrainer reads), plus the lineage columns."""
     return rows.select(_chat().alias("messages"), *LINEAGE_COLUMNS)
@@ -80,6 +100,7 @@ def export_files(export_dir: Path) -> dict[str, Path]:
     files = {"parquet": d / "training_mix.parquet", "card": d / "DATA_CARD.md", "card_json": d / "data_card.json"}
     for stage in STAGES:
         files[f"am_{stage}"] = d / f"am_1.4m_{stage}.jsonl"
+        files[f"am40m_{stage}"] = d / f"am_40m_{stage}.jsonl"
         files[f"chat_{stage}"] = d / f"chat_{stage}.jsonl"
     return files
 
@@ -93,7 +114,7 @@ def write_exports(rows: pl.DataFrame, export_dir: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for stage in STAGES:
         part = rows.filter(pl.col("stage") == stage)
-        for kind, make in (("am", am_layout), ("chat", chat_layout)):
+        for kind, make in (("am", am_layout), ("am40m", am_40m_layout), ("chat", chat_layout)):
             path = files[f"{kind}_{stage}"]
             if part.height == 0:
                 path.unlink(missing_ok=True)  # no stale file from an earlier setting
@@ -108,3 +129,15 @@ def write_exports(rows: pl.DataFrame, export_dir: Path) -> dict[str, Path]:
     tmp.replace(files["parquet"])
     written["parquet"] = files["parquet"]
     return written
+
+
+def rows_from_table(table: pl.DataFrame) -> pl.DataFrame:
+    """The training_mix table's rows with `system_prompt` and `assistant` back (from `messages`), as
+    `write_exports` takes them: `am-distill export` re-writes the exports without re-selecting."""
+    msgs = pl.col("messages").str.json_decode(pl.List(pl.Struct({"role": pl.String, "content": pl.String})))
+
+    def content(role: str) -> pl.Expr:
+        return msgs.list.eval(pl.element().filter(pl.element().struct.field("role") == role)
+                              .struct.field("content")).list.last()
+
+    return table.with_columns(content("system").alias("system_prompt"), content("assistant").alias("assistant"))
