@@ -138,6 +138,15 @@ def cmd_validate(args) -> None:
     if problems:
         raise SystemExit(f"{args.config or 'pipeline.yaml'}: invalid field mapping\n  " + "\n  ".join(problems))
     print(f"{args.config or 'pipeline.yaml'}: valid; {len(list(defs.assets))} assets")
+    if args.data:
+        from am_assets.ingest.preview import failing, preview_all, render
+
+        summaries = preview_all(cfg, args.rows)
+        for summary in summaries:
+            print(render(summary), flush=True)
+        bad = failing(summaries)
+        if bad:
+            raise SystemExit(f"{len(bad)} would yield no rows or fail: {', '.join(bad)}")
 
 
 def cmd_check(args) -> None:
@@ -195,7 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     u = sub.add_parser("ui", help="start the Dagster UI")
     u.add_argument("--port", type=int, default=3000)
     u.set_defaults(fn=cmd_ui)
-    sub.add_parser("validate", help="validate pipeline.yaml and the definitions").set_defaults(fn=cmd_validate)
+    va = sub.add_parser("validate", help="validate pipeline.yaml and the definitions")
+    va.add_argument("--data", action="store_true", help="also read the first rows of every source and benchmark")
+    va.add_argument("--rows", type=int, default=200, help="rows per source with --data (default 200)")
+    va.set_defaults(fn=cmd_validate)
     ck = sub.add_parser("check", help="verify responses in a JSONL file; one JSON verdict line per row")
     ck.add_argument("file")
     ck.set_defaults(fn=cmd_check)

@@ -115,3 +115,24 @@ def test_one_failed_partition_does_not_stop_the_others(project, instance, math50
     assert "raw_queries [broken]" in str(failed.value) and str(broken) in str(failed.value)
     assert "good" not in str(failed.value).split("failed")[1]
     assert project.lake().read("raw_queries", {"source": "good"}).height == 20
+
+
+def test_validate_data_reads_the_first_rows_and_fails_on_an_empty_source(project, tmp_path, math500):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_DIR
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": 5}\n{"text": "no problem field"}\nnot json\n')
+    project.write({"teachers": [{"name": "t", "kind": "vllm"}],
+                   "sources": [{"name": "good", "kind": "file", "path": str(math500[0]), "mapping": MAPPING},
+                               {"name": "bad", "kind": "file", "path": str(bad), "mapping": MAPPING}],
+                   "benchmarks": [{"name": "he", "kind": "humaneval", "limit": 3}]})
+    proc = subprocess.run([sys.executable, "-m", "am_distill_cli", "-c", str(project.config_path), "validate", "--data",
+                           "--rows", "50"], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "source good: 50 rows, 0 rejected; categories {'math': 50}" in proc.stdout
+    assert "source bad: 0 rows, 3 rejected" in proc.stdout and "row 1 problem" in proc.stdout
+    assert "benchmark he: 3 rows" in proc.stdout and "'check': 3" in proc.stdout
+    assert "source bad" in proc.stderr and "source good" not in proc.stderr
