@@ -42,7 +42,7 @@ class FieldMapping(Strict):
     # how the reference answer is carried inside `answer`: as is, GSM8K `#### x`, or the last \boxed{}
     answer_format: Literal["plain", "gsm8k", "boxed"] = "plain"
     category: str | None = None
-    test_cases: str | None = None
+    test_cases: str | list[str] | None = None  # several fields: their case lists add up (public + private)
     entry_point: str | None = None
     instruction_constraints: str | None = None
     id: str | None = None

@@ -78,8 +78,10 @@ def header_problems(source: FileSource) -> list[str]:
         return [f"{source.name}: {e}"]
     m = source.mapping
     fields = [("question", m.question)] + [(k, getattr(m, k)) for k in (
-        "answer", "category", "test_cases", "entry_point", "instruction_constraints", "id", "answer_letter",
+        "answer", "category", "entry_point", "instruction_constraints", "id", "answer_letter",
         "answer_index", "correct") if getattr(m, k)]
+    tests = [m.test_cases] if isinstance(m.test_cases, str) else (m.test_cases or [])
+    fields += [("test_cases", f) for f in tests]
     fields += [(f"incorrect.{i}", f) for i, f in enumerate(m.incorrect)]
     fields += [(f"options.{i}", f) for i, f in enumerate(m.options)] if isinstance(m.options, list) else (
         [("options", m.options)] if m.options else [])
