@@ -47,7 +47,7 @@ def test_mbpp_reference_code_and_wrong_variants(sandbox):
     tasks = mbpp(shared("code/mbpp.jsonl"))
     assert len(tasks) == 974
     # every reference solution; the wrong variants on every third task (time on a shared machine)
-    failed = _check(tasks, sandbox, ())
+    failed = _check(tasks, sandbox, (), min_good=0.99)
     assert [f[0] for f in failed] == [126]  # its `sum` shadows a builtin, which the test may not take from it
     _check(tasks[::3], sandbox, ("perturbed", "always_eq"), min_good=0.99)
 
