@@ -1,8 +1,9 @@
 """Read records from JSONL, JSON arrays, CSV/TSV (each optionally gzipped) and Parquet, one
 (row number, record | error) at a time.
 
-A broken row becomes a `RowError` and reading goes on; a missing or unreadable file raises
-`SourceFileError` naming the path, which fails the partition.
+A broken row becomes a `RowError` and reading goes on, whatever broke it (invalid UTF-8, a lone
+surrogate escape, nesting too deep, a number too long to convert); a missing or unreadable file raises
+`SourceFileError` naming the path, which fails that source's partition only.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,7 +33,63 @@ class RowError:
 def _excerpt(raw: bytes | str) -> str:
     if isinstance(raw, bytes):
         raw = raw[:400].decode("utf-8", errors="replace")
-    return raw[:200]
+    return raw[:200].encode("utf-8", errors="backslashreplace").decode("utf-8")  # no lone surrogates
+
+
+def json_error_text(e: Exception, row_start: int | None = None) -> str:
+    """A readable reason for a JSON value that does not parse (json's own messages, plus the errors it
+    raises as other types). `row_start`: where the row begins in a larger text (positions count from it)."""
+    if isinstance(e, json.JSONDecodeError):
+        at = "" if e.msg.endswith(" at") else " at"  # "Unterminated string starting at" + " column 7"
+        where = f"column {e.colno}" if row_start is None else f"character {e.pos - row_start + 1} of the row"
+        return f"malformed JSON: {e.msg}{at} {where}"
+    if isinstance(e, RecursionError):
+        return "malformed JSON: nested too deeply to read"
+    if "digits" in str(e):  # ValueError: Exceeds the limit (4300 digits) for integer string conversion
+        return "malformed JSON: an integer with more than 4300 digits"
+    return f"malformed JSON: {e}"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def may_hold_surrogates(text: str) -> bool:
+    """Cheap test before `record_problem`: only a \\uD800-\\uDFFF escape makes a lone surrogate."""
+    return _SURROGATE_ESCAPE.search(text) is not None
+
+
+def record_problem(record: dict, bad_bytes: bool = False) -> tuple[str, str] | None:
+    """(field, reason) for the first text in a record that is not valid Unicode: a lone surrogate from a
+    JSON escape ("\\ud800"), or, when `bad_bytes`, an invalid UTF-8 byte kept by surrogateescape.
+    Such text cannot be written (UTF-8) later, so the row is rejected here."""
+    stack: list[tuple[str, object]] = [("", record)]
+    while stack:  # iterative: the nesting depth is the file's
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack += [(f"{path}.{k}" if path else str(k), v) for k, v in reversed(value.items())]
+            stack += [(path or "<row>", k) for k in value if isinstance(k, str)]
+        elif isinstance(value, list):
+            stack += [(f"{path}.{i}", v) for i, v in reversed(list(enumerate(value)))]
+        elif isinstance(value, str) and not value.isascii() and (m := _SURROGATE.search(value)):
+            bad = m.group()
+            if bad_bytes and "\udc80" <= bad <= "\udcff":
+                return path or "<row>", f"invalid UTF-8 (byte 0x{ord(bad) - 0xDC00:02X})"
+            return path or "<row>", f"a lone surrogate (\\u{ord(bad):04x}) is not valid Unicode text"
+    return None
+
+
+def check_readable(path: Path) -> None:
+    """SourceFileError naming the path when the file cannot be opened (missing, a directory, a symlink
+    loop, no permission). Opens it, reads nothing."""
+    try:
+        if Path(path).is_dir():
+            raise SourceFileError(f"{path}: is a directory, not a file")
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        why = "file not found" if isinstance(e, FileNotFoundError) else (e.strerror or str(e)).lower()
+        raise SourceFileError(f"{path}: cannot read: {why}") from None
 
 
 def detect_format(path: Path) -> str:
@@ -50,24 +109,26 @@ def _open_bytes(path: Path):
     return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
-def read_records(path: Path, fmt: str = "auto", max_row_bytes: int = 1_000_000) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def read_records(path: Path, fmt: str = "auto", max_row_bytes: int = 1_000_000,
+                 records_path: str | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """`records_path`: for .json documents that are an object, the dotted key that holds the rows."""
     path = Path(path)
-    if not path.is_file():
-        raise SourceFileError(f"{path}: file not found")
+    check_readable(path)
     fmt = detect_format(path) if fmt == "auto" else fmt
     try:
         if fmt == "jsonl":
             yield from _read_jsonl(path, max_row_bytes)
         elif fmt == "json":
-            yield from _read_json_array(path, max_row_bytes)
+            yield from _read_json_array(path, max_row_bytes, records_path)
         elif fmt == "parquet":
             yield from _read_parquet(path)
         elif fmt in ("csv", "tsv"):
             yield from _read_delimited(path, "," if fmt == "csv" else "\t", max_row_bytes)
         else:
             raise SourceFileError(f"{path}: unsupported format {fmt!r}")
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise SourceFileError(f"{path}: cannot read: {e}") from e
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        # not chained: the message carries the cause, and the CLI shows the innermost error's text
+        raise SourceFileError(f"{path}: cannot read: {type(e).__name__}: {e}") from None
 
 
 def csv_header(path: Path, fmt: str = "auto") -> list[str]:
@@ -93,36 +154,43 @@ def _read_jsonl(path: Path, max_row_bytes: int) -> Iterator[tuple[int, dict | Ro
                 continue
             try:
                 record = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield lineno, RowError(lineno, "<row>", f"malformed JSON: {e.msg} at column {e.colno}", _excerpt(text))
+            except (ValueError, RecursionError) as e:  # also too deep, too many digits
+                yield lineno, RowError(lineno, "<row>", json_error_text(e), _excerpt(text))
                 continue
             if not isinstance(record, dict):
                 yield lineno, RowError(lineno, "<row>", f"expected a JSON object, got {type(record).__name__}", _excerpt(text))
                 continue
-            yield lineno, record
+            problem = record_problem(record) if may_hold_surrogates(text) else None
+            yield lineno, RowError(lineno, *problem, _excerpt(text)) if problem else record
 
 
-def _read_json_array(path: Path, max_row_bytes: int) -> Iterator[tuple[int, dict | RowError]]:
+def _read_json_array(path: Path, max_row_bytes: int, records_path: str | None = None) -> Iterator[tuple[int, dict | RowError]]:
+    from am_assets.ingest.jsondoc import json_document_rows  # it imports this module
+
     with _open_bytes(path) as f:
         raw = f.read()
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except json.JSONDecodeError as e:
-        if e.msg == "Extra data":  # JSON lines under a .json name (e.g. MATH's math_test5000.json.gz)
-            yield from _read_jsonl(path, max_row_bytes)
-            return
-        raise SourceFileError(f"{path}: not a valid JSON document: {e}") from e
-    except UnicodeDecodeError as e:
-        raise SourceFileError(f"{path}: not valid UTF-8 at byte {e.start}") from e
-    if isinstance(data, dict):  # {"data": [...]} or a single record
-        data = next((v for v in data.values() if isinstance(v, list)), [data])
-    if not isinstance(data, list):
-        raise SourceFileError(f"{path}: expected a JSON array of objects, got {type(data).__name__}")
-    for i, record in enumerate(data, start=1):
-        if isinstance(record, dict):
-            yield i, record
-        else:
-            yield i, RowError(i, "<row>", f"expected a JSON object, got {type(record).__name__}", _excerpt(json.dumps(record)))
+        text, bad_bytes = raw.decode("utf-8-sig"), False
+    except UnicodeDecodeError:  # bad bytes stay as lone surrogates: the rows holding them are rejected
+        text, bad_bytes = raw.decode("utf-8-sig", errors="surrogateescape"), True
+    if _is_json_lines(text):  # JSON lines under a .json name (e.g. MATH's math_test5000.json.gz)
+        yield from _read_jsonl(path, max_row_bytes)
+        return
+    yield from json_document_rows(text, records_path, str(path), bad_bytes)
+
+
+def _is_json_lines(text: str) -> bool:
+    """An object followed by more on a later line: JSON lines, not one document."""
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("{", start):
+        return False
+    try:
+        _, end = json.JSONDecoder().raw_decode(text, start)
+    except (ValueError, RecursionError):
+        first_line = text[start:].split("\n", 1)
+        return len(first_line) > 1 and first_line[1].lstrip().startswith("{")
+    rest = text[end:]
+    return bool(rest.strip()) and "\n" in rest[:len(rest) - len(rest.lstrip())]
 
 
 def _read_parquet(path: Path) -> Iterator[tuple[int, dict | RowError]]:
@@ -134,9 +202,26 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict | RowError]]:
         raise SourceFileError(f"{path}: not a readable Parquet file: {e}") from e
     row = 0
     for batch in pf.iter_batches(batch_size=8192):
-        for record in batch.to_pylist():
+        try:
+            records = batch.to_pylist()
+        except (UnicodeDecodeError, ValueError):  # one bad value spoils the batch: go row by row
+            records = [_parquet_row(batch, i) for i in range(batch.num_rows)]
+        for record in records:
             row += 1
-            yield row, record
+            yield row, RowError(row, *record) if isinstance(record, tuple) else record
+
+
+def _parquet_row(batch, i: int) -> dict | tuple[str, str]:
+    """One row of a batch, or (column, reason) for the first column whose value cannot be read."""
+    out = {}
+    for name, column in zip(batch.schema.names, batch.columns):
+        try:
+            out[name] = column.slice(i, 1).to_pylist()[0]
+        except UnicodeDecodeError as e:
+            return name, f"invalid UTF-8 in a string column (byte 0x{e.object[e.start]:02X} at {e.start})"
+        except ValueError as e:
+            return name, f"unreadable value: {e}"
+    return out
 
 
 class _Lines:
