@@ -148,6 +148,8 @@ class FileSource(_SourceBase):
     layout: Literal["am_1.4m", "am_40m", "mapped"] = "mapped"
     mapping: FieldMapping = FieldMapping()
     format: Literal["auto", "jsonl", "json", "parquet", "csv", "tsv"] = "auto"
+    # a .json document that is an object: the dotted key holding the list of rows (e.g. "data")
+    records_path: str | None = None
 
 
 Source = Annotated[Union[ReasoningGymSource, HumanEvalSource, FileSource], Field(discriminator="kind")]
@@ -166,10 +168,12 @@ class LandingConfig(Strict):
     priority: int = 0
 
     def discover(self) -> list[FileSource]:
-        if not self.dir.is_dir():
+        try:
+            entries = sorted(self.dir.iterdir())
+        except OSError:  # missing or unreadable folder: no landed sources (a bad folder stops nothing)
             return []
         found = []
-        for path in sorted(self.dir.iterdir()):
+        for path in entries:
             if path.is_file() and not path.name.startswith(".") and re.search(_LANDING_FILES, path.name):
                 stem = re.sub(_LANDING_FILES, "", path.name)
                 name = "landing_" + re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
@@ -520,6 +524,13 @@ def _by_name(items, name, what):
     raise KeyError(f"no {what} named {name!r} in pipeline.yaml (known: {[i.name for i in items]})")
 
 
+def _absolute(p: Path) -> Path:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return Path(os.path.abspath(p))
+
+
 def _resolve_paths(cfg: PipelineConfig, base: Path, config_path: Path) -> PipelineConfig:
     """Relative paths in the file are relative to the file, not to the working directory."""
     missing = []
@@ -529,8 +540,10 @@ def _resolve_paths(cfg: PipelineConfig, base: Path, config_path: Path) -> Pipeli
             if p is None:
                 continue
             if not p.is_absolute():
-                item.path = (base / p).resolve()
-            if not item.path.exists():
+                item.path = _absolute(base / p)
+            # a source file that is missing or unreadable fails its own partition when it is read, not
+            # every command (config loading never opens source files)
+            if section != "sources" and not item.path.exists():
                 missing.append(f"{section}.{i}.path: no such file: {item.path}")
     if missing:
         raise ConfigError(f"{config_path}: invalid configuration\n  " + "\n  ".join(missing))

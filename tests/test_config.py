@@ -22,7 +22,8 @@ def test_valid_config_resolves_relative_paths(project, tmp_path):
          "sources.0.reasoning_gym.cuont", "Extra inputs"),
         ({"sources": [{"name": "x", "kind": "ftp"}]}, "sources.0", "kind"),
         ({"sources": [{"name": "bad|name", "kind": "humaneval"}]}, "sources.0.humaneval.name", "pattern"),
-        ({"sources": [{"name": "x", "kind": "file", "path": "nope.jsonl"}]}, "sources.0.path", "no such file"),
+        # (a missing *source* file fails only its partition: tests/test_ingest_sources.py)
+        ({"benchmarks": [{"name": "b", "path": "nope.jsonl"}]}, "benchmarks.0.path", "no such file"),
         ({"sources": [{"name": "x", "kind": "humaneval"}, {"name": "x", "kind": "humaneval"}]}, "sources", "duplicate names: x"),
         ({"teachers": [{"name": "t", "kind": "vllm", "sampling": {"temperature": -1}}]},
          "teachers.0.vllm.sampling.temperature", "greater than or equal to 0"),

@@ -2,7 +2,7 @@
 import dagster as dg
 
 from am_assets.ingest.logic import clean_queries as clean_rules
-from am_assets.ingest.logic import drop_counts, ingest_source, source_fingerprint
+from am_assets.ingest.logic import drop_counts, empty_source_warning, ingest_source, source_fingerprint
 from am_assets.ingest.select import SelectionStats
 from am_assets.partitions import source_partitions
 from am_assets.versions import known_versions, source_versions
@@ -36,10 +36,15 @@ def raw_queries(context: dg.AssetExecutionContext, lake: LakeResource,
             f"{rejected.height} rows of {source.name} rejected; they are in lake table rejected_rows "
             f"(source={source.name}). First: {first['source_file']} row {first['source_row']} "
             f"field {first['field']}: {first['error']}")
+    empty = empty_source_warning(source, rows, rejected, selection.filtered_out + selection.sampled_out)
+    if empty:
+        context.log.warning(empty)
     context.log.info(f"{source.name}: {rows.height} rows ingested, {rejected.height} rejected; selection "
                      f"{selection.as_metadata()}")
     return materialize_result(lake, "raw_queries", rows, version, {
         "rejected_rows": rejected.height,
+        "empty_source": empty is not None,
+        **({"warning": empty} if empty else {}),
         **selection.as_metadata(),
         "categories": dg.MetadataValue.json(dict(rows.group_by("category").len().iter_rows())),
         "source_fingerprint": source_fingerprint(source),

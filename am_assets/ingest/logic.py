@@ -17,7 +17,8 @@ from am_assets.ingest.adapters import (
     record_adapter,
 )
 from am_assets.ingest.select import SelectionStats, filter_records, sampled_in
-from am_assets.ingest.readers import RowError, SourceFileError, csv_header, detect_format, read_records
+from am_assets.ingest.readers import (RowError, SourceFileError, check_readable, csv_header, detect_format,
+                                     read_records)
 from am_assets.schema import QUERY_SCHEMA, REJECTED_SCHEMA, query_id
 from resources.config import CleaningConfig, FileSource, HumanEvalSource, ReasoningGymSource
 
@@ -27,17 +28,27 @@ _FINGERPRINTS: dict[tuple, str] = {}
 
 def source_fingerprint(source) -> str:
     """Data version of a source: its settings plus, for files, the file's bytes. Cached while the
-    file's size and mtime are unchanged: the sensors ask every tick."""
+    file's size and mtime are unchanged: the sensors ask every tick.
+
+    Never raises: a missing or unreadable file gets a version that says so (not cached, so it changes
+    once the file can be read), and only that source's partition fails, when it runs."""
     settings = json.dumps(source.model_dump(mode="json"), sort_keys=True)
     path = source_file_path(source)
-    stat = path.stat() if path is not None and path.is_file() else None
+    try:
+        stat = path.stat() if path is not None and path.is_file() else None
+    except OSError:
+        stat = None
     key = (settings, str(path), stat and (stat.st_size, stat.st_mtime_ns))
     if key not in _FINGERPRINTS:
         h = hashlib.blake2b(settings.encode(), digest_size=12)
-        if stat is not None:
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
+        try:
+            if stat is not None:
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+        except OSError as e:
+            h.update(f"unreadable: {e.errno}".encode())
+            return h.hexdigest()
         _FINGERPRINTS[key] = h.hexdigest()
     return _FINGERPRINTS[key]
 
@@ -52,7 +63,7 @@ def source_file_path(source) -> Path | None:
 
 def _file_rows(source: FileSource, cleaning: CleaningConfig, stats: SelectionStats) -> Iterator[dict | RowError]:
     adapt = record_adapter(source)
-    records = read_records(source.path, source.format, cleaning.max_row_bytes)
+    records = read_records(source.path, source.format, cleaning.max_row_bytes, source.records_path)
     for lineno, record in filter_records(records, source.filter, stats):
         if isinstance(record, RowError):
             yield record
@@ -60,16 +71,37 @@ def _file_rows(source: FileSource, cleaning: CleaningConfig, stats: SelectionSta
         try:
             row = adapt(record)
         except FieldError as e:
-            yield RowError(lineno, e.field, e.message, json.dumps(record, default=str)[:200])
+            yield RowError(lineno, e.field, e.message, _excerpt(record))
+            continue
+        except Exception as e:  # noqa: BLE001 - whatever an adapter trips on is this row's error, not the file's
+            yield RowError(lineno, "<row>", f"cannot read the row: {type(e).__name__}: {e}"[:500], _excerpt(record))
             continue
         row.setdefault("source_row", str(lineno))
         yield row
+
+
+def _excerpt(record) -> str:
+    try:
+        return json.dumps(record, default=str)[:200]  # ASCII, so lone surrogates come out escaped
+    except (ValueError, RecursionError):
+        return ""
+
+
+def empty_source_warning(source, rows: pl.DataFrame, rejected: pl.DataFrame, deselected: int = 0) -> str | None:
+    """A warning for a source that gave no rows at all (an empty or whitespace-only file, a gzip of
+    nothing, a header without rows): not an error, but never silent. Rows left out by the source's
+    `filter`/`sample` are not emptiness."""
+    if rows.height or rejected.height or deselected:
+        return None
+    path = source_file_path(source)
+    return f"{source.name}: no rows in {path or f'<{source.kind}>'} (an empty source); check the file and its mapping"
 
 
 def header_problems(source: FileSource) -> list[str]:
     """Mapped fields missing from a CSV/TSV file's header (`am-distill validate`): caught before a run
     instead of every row being rejected. Other formats have no header to check cheaply."""
     try:
+        check_readable(source.path)  # `validate` names a missing or unreadable file too
         fmt = detect_format(source.path) if source.format == "auto" else source.format
         if source.layout != "mapped" or fmt not in ("csv", "tsv"):
             return []
