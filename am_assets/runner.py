@@ -98,8 +98,9 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
                 break
     if report.failures:  # every other partition was tried first: one bad source does not stop the rest
         lines = [f"  {a} [{pk or 'unpartitioned'}]: {why}" for (a, pk), why in report.failures.items()]
-        raise MaterializationFailed(f"{len(lines)} partition(s) failed; the others were built:\n" + "\n".join(lines)
-                                    + "\n(`am-distill ui` shows each run's log)")
+        # the failures last: the final line of the CLI's output names what failed (a source's path)
+        raise MaterializationFailed(f"{len(lines)} partition(s) failed; the others were built "
+                                    "(`am-distill ui` shows each run's log):\n" + "\n".join(lines))
     return report
 
 

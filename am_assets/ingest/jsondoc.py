@@ -141,7 +141,7 @@ def _rows_start(text: str, records_path: str | None, where: str) -> int:
 
 
 def _resync(text: str, i: int) -> int:
-    """Where the next row starts after a broken one whose brackets never balance: the first ', {'
+    """Where the next row starts after a broken one (its brackets may never balance): the first ', {'
     whose object parses and is followed by ',' or ']' (else the end of the text)."""
     decoder = json.JSONDecoder()
     for m in _NEXT_ROW.finditer(text, i + 1):
@@ -170,9 +170,8 @@ def _tolerant_rows(text: str, i: int, check: bool, bad_bytes: bool) -> Iterator[
             record, end = decoder.raw_decode(text, i)
             item = _checked(row, record, check, bad_bytes)
         except (ValueError, RecursionError) as e:
-            end = _skip_value(text, i)
-            if end >= n:  # its brackets never balance: the next row that parses ends it
-                end = _resync(text, i)
+            # where it ends: its brackets, unless they never balance in time; then the next row that parses
+            end = min(_skip_value(text, i), _resync(text, i))
             item = RowError(row, "<row>", json_error_text(e, i), _excerpt(text[i:end]))
         end = _skip_ws(text, end)
         if end < n and text[end] not in ",]":  # junk after the value (a missing comma)

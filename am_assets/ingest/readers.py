@@ -152,6 +152,7 @@ def _read_jsonl(path: Path, max_row_bytes: int) -> Iterator[tuple[int, dict | Ro
             except UnicodeDecodeError as e:
                 yield lineno, RowError(lineno, "<row>", f"invalid UTF-8 at byte {e.start}", _excerpt(raw))
                 continue
+            text = text.rstrip("\r\n")  # the line end is no part of the row (an unterminated string ends here)
             try:
                 record = json.loads(text)
             except (ValueError, RecursionError) as e:  # also too deep, too many digits
