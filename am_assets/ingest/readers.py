@@ -88,7 +88,7 @@ def check_readable(path: Path) -> None:
         with open(path, "rb"):
             pass
     except OSError as e:
-        why = "file not found" if isinstance(e, FileNotFoundError) else (e.strerror or str(e)).lower()
+        why = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e)).lower()
         raise SourceFileError(f"{path}: cannot read: {why}") from None
 
 
