@@ -261,7 +261,8 @@ class DockerSandbox(_RunnerSandbox):
         lim = self.limits
         mem = f"{max(lim.memory_mb, BUILD_MEMORY_MB) * max(1, lim.parallel) * 2 + 64}m"  # program + driver
         container = _client().containers.run(
-            self.image, ["sleep", "infinity"], detach=True, network_mode="none", read_only=True,
+            self.image, ["sleep", "infinity"], detach=True, init=True,  # init: orphans are reaped
+            network_mode="none", read_only=True,
             user="0:0", cap_drop=["ALL"], cap_add=["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL"],
             security_opt=["no-new-privileges"], mem_limit=mem, memswap_limit=mem,
             pids_limit=lim.nproc * max(1, lim.parallel) * 2 + 8, nano_cpus=int(lim.cpus * 1e9),

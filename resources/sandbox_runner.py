@@ -84,15 +84,18 @@ def _kill_uid(uid):
     for _ in range(5):
         found = False
         for pid in os.listdir("/proc"):
-            try:  # /proc/PID belongs to the process's uid: one stat, no file read
+            try:  # /proc/PID belongs to the process's uid: one stat, and the state only for those
                 if pid.isdigit() and os.stat(f"/proc/{pid}").st_uid == uid:
+                    with open(f"/proc/{pid}/stat", "rb") as f:
+                        if f.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                            continue  # dead already, waiting to be reaped
                     os.kill(int(pid), signal.SIGKILL)
                     found = True
-            except OSError:
+            except (OSError, IndexError):
                 pass
         if not found:
             return
-        time.sleep(0.01)
+        time.sleep(0.005)
 
 
 def _last_line(text):
@@ -241,9 +244,9 @@ class Proc:
     def finish(self, ended_by_runner=False):
         duration = time.monotonic() - self.start
         self.kill()  # whatever it left behind in its group
+        self.proc.wait()  # reaped first: a zombie would look like a survivor below
         if self.uid is not None and not isinstance(self.proc, _Forked):  # a forked driver is trusted code
             _kill_uid(self.uid)
-        self.proc.wait()
         for f in self.streams:
             while not f.closed and self.pump(f) == "more":  # drain what is left, never wait for more
                 pass
