@@ -147,7 +147,9 @@ class FileSource(_SourceBase):
     path: Path
     layout: Literal["am_1.4m", "am_40m", "mapped"] = "mapped"
     mapping: FieldMapping = FieldMapping()
-    format: Literal["auto", "jsonl", "json", "parquet", "csv", "tsv"] = "auto"
+    # `path`: a file (optionally .gz/.zst/.bz2/.xz), a folder or glob of files, or a save_to_disk folder
+    format: Literal["auto", "jsonl", "json", "parquet", "csv", "tsv", "arrow"] = "auto"
+    split: str | None = None  # a saved DatasetDict's split (default: train, or its only split)
     # a .json document that is an object: the dotted key holding the list of rows (e.g. "data")
     records_path: str | None = None
 
@@ -155,7 +157,7 @@ class FileSource(_SourceBase):
 Source = Annotated[Union[ReasoningGymSource, HumanEvalSource, FileSource], Field(discriminator="kind")]
 
 
-_LANDING_FILES = r"\.(jsonl|json|parquet|csv|tsv)(\.gz)?$"
+_LANDING_FILES = r"\.(jsonl|ndjson|json|parquet|csv|tsv|arrow)(\.(gz|zst|bz2|xz))?$"
 
 
 class LandingConfig(Strict):

@@ -299,7 +299,8 @@ def test_bad_sources_fail_alone_and_empty_ones_warn(project, instance, tmp_path,
     assert str(d) in message.splitlines()[-1]  # the last line the CLI prints names a file
     lines = {name: next(ln for ln in message.splitlines() if f"[{name}]" in ln) for name in unreadable}
     assert "EOFError" in lines["corrupt"] and "symbolic links" in lines["loop"]
-    assert "is a directory" in lines["a_dir"] and "no such file" in lines["gone"]
+    # a folder is a source of its data files (a folder of shards); this one holds none
+    assert "no data files" in lines["a_dir"] and "no such file" in lines["gone"]
 
     raw = project.lake().read("raw_queries")
     counts = dict(raw.group_by("source").len().iter_rows())

@@ -16,6 +16,7 @@ from am_assets.ingest.adapters import (
     reasoning_gym_rows,
     record_adapter,
 )
+from am_assets.ingest.containers import expand
 from am_assets.ingest.select import SelectionStats, filter_records, sampled_in
 from am_assets.ingest.readers import (RowError, SourceFileError, check_readable, csv_header, detect_format,
                                      read_records)
@@ -34,23 +35,39 @@ def source_fingerprint(source) -> str:
     once the file can be read), and only that source's partition fails, when it runs."""
     settings = json.dumps(source.model_dump(mode="json"), sort_keys=True)
     path = source_file_path(source)
+    files = _data_files(path) if path is not None else []
     try:
-        stat = path.stat() if path is not None and path.is_file() else None
+        stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     except OSError:
-        stat = None
-    key = (settings, str(path), stat and (stat.st_size, stat.st_mtime_ns))
+        stats = None
+    key = (settings, str(path), stats)
     if key not in _FINGERPRINTS:
         h = hashlib.blake2b(settings.encode(), digest_size=12)
         try:
-            if stat is not None:
-                with open(path, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
+            for f in files if stats is not None else []:
+                if len(files) > 1:  # which part holds which bytes (a single file: its bytes alone, as ever)
+                    h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+                with open(f, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
                         h.update(block)
         except OSError as e:
             h.update(f"unreadable: {e.errno}".encode())
             return h.hexdigest()
+        if stats is None:
+            return h.hexdigest()
         _FINGERPRINTS[key] = h.hexdigest()
     return _FINGERPRINTS[key]
+
+
+def _data_files(path: Path) -> list[Path]:
+    """The files whose bytes make a source's data version: the file, or every file of its parts (a
+    folder, a glob, a saved dataset). Never raises: an unreadable path has none."""
+    try:
+        parts = expand(path)
+        return [f for p in parts for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])
+                if f.is_file()]
+    except OSError:
+        return []
 
 
 def source_file_path(source) -> Path | None:
@@ -61,10 +78,26 @@ def source_file_path(source) -> Path | None:
     return None
 
 
+def _records(source: FileSource, cleaning: CleaningConfig) -> Iterator[tuple]:
+    """(row, record | RowError) over every part of the source path; rows are `part:row` when a folder or
+    glob holds several parts, so lineage finds the raw row."""
+    parts = expand(source.path)
+    if not parts:
+        raise SourceFileError(f"{source.path}: no data files (.jsonl, .json, .csv, .tsv, .parquet, .arrow, "
+                              "optionally compressed) in this folder or glob")
+    root = source.path if source.path.is_dir() else None
+    for part in parts:
+        label = (str(part.relative_to(root)) if root else part.name) if len(parts) > 1 else None
+        for row, record in read_records(part, source.format, cleaning.max_row_bytes, source.records_path,
+                                        source.split):
+            key = f"{label}:{row}" if label else row
+            yield key, (RowError(key, record.field, record.error, record.excerpt)
+                        if isinstance(record, RowError) and label else record)
+
+
 def _file_rows(source: FileSource, cleaning: CleaningConfig, stats: SelectionStats) -> Iterator[dict | RowError]:
     adapt = record_adapter(source)
-    records = read_records(source.path, source.format, cleaning.max_row_bytes, source.records_path)
-    for lineno, record in filter_records(records, source.filter, stats):
+    for lineno, record in filter_records(_records(source, cleaning), source.filter, stats):
         if isinstance(record, RowError):
             yield record
             continue
@@ -101,11 +134,16 @@ def header_problems(source: FileSource) -> list[str]:
     """Mapped fields missing from a CSV/TSV file's header (`am-distill validate`): caught before a run
     instead of every row being rejected. Other formats have no header to check cheaply."""
     try:
-        check_readable(source.path)  # `validate` names a missing or unreadable file too
-        fmt = detect_format(source.path) if source.format == "auto" else source.format
+        parts = expand(source.path)
+        if not parts:
+            raise SourceFileError(f"{source.path}: no data files in this folder or glob")
+        first = parts[0]
+        fmt = detect_format(first) if source.format == "auto" else source.format
+        if fmt != "hf_dataset":
+            check_readable(first)  # `validate` names a missing or unreadable file too
         if source.layout != "mapped" or fmt not in ("csv", "tsv"):
             return []
-        header = set(csv_header(source.path, fmt))
+        header = set(csv_header(first, fmt))
     except (SourceFileError, OSError) as e:
         return [f"{source.name}: {e}"]
     m = source.mapping

@@ -1,4 +1,5 @@
-"""Read records from JSONL, JSON arrays, CSV/TSV (each optionally gzipped) and Parquet, one
+"""Read records from JSONL, JSON arrays, CSV/TSV, Parquet and Arrow (each optionally .gz/.zst/.bz2/.xz:
+containers.py) and datasets.save_to_disk folders, one
 (row number, record | error) at a time.
 
 A broken row becomes a `RowError` and reading goes on, whatever broke it (invalid UTF-8, a lone
@@ -9,13 +10,13 @@ surrogate escape, nesting too deep, a number too long to convert); a missing or 
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from am_assets.ingest.containers import format_of, open_decompressed, read_arrow, read_errors, read_saved_dataset
 
 
 class SourceFileError(RuntimeError):
@@ -93,30 +94,30 @@ def check_readable(path: Path) -> None:
 
 
 def detect_format(path: Path) -> str:
-    name = path.name.lower()
-    for suffix, fmt in ((".jsonl", "jsonl"), (".jsonl.gz", "jsonl"), (".ndjson", "jsonl"),
-                        (".json", "json"), (".json.gz", "json"), (".parquet", "parquet"),
-                        (".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv")):
-        if name.endswith(suffix):
-            return fmt
-    raise SourceFileError(f"{path}: unknown file type (expected .jsonl, .json, .csv or .tsv, each optionally .gz, "
-                          "or .parquet)")
+    fmt = format_of(Path(path))
+    if fmt is None:
+        raise SourceFileError(f"{path}: unknown file type (expected .jsonl, .json, .csv, .tsv, .parquet or .arrow, "
+                              "each optionally .gz, .zst, .bz2 or .xz; or a datasets.save_to_disk folder)")
+    return fmt
 
 
 def _open_bytes(path: Path):
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+    return open_decompressed(path)
 
 
 def read_records(path: Path, fmt: str = "auto", max_row_bytes: int = 1_000_000,
-                 records_path: str | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+                 records_path: str | None = None, split: str | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """`records_path`: for .json documents that are an object, the dotted key that holds the rows."""
     path = Path(path)
-    check_readable(path)
     fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt != "hf_dataset":
+        check_readable(path)
     try:
-        if fmt == "jsonl":
+        if fmt == "hf_dataset":
+            yield from read_saved_dataset(path, split)
+        elif fmt == "arrow":
+            yield from read_arrow(path)
+        elif fmt == "jsonl":
             yield from _read_jsonl(path, max_row_bytes)
         elif fmt == "json":
             yield from _read_json_array(path, max_row_bytes, records_path)
@@ -126,7 +127,7 @@ def read_records(path: Path, fmt: str = "auto", max_row_bytes: int = 1_000_000,
             yield from _read_delimited(path, "," if fmt == "csv" else "\t", max_row_bytes)
         else:
             raise SourceFileError(f"{path}: unsupported format {fmt!r}")
-    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+    except read_errors() as e:
         # not chained: the message carries the cause, and the CLI shows the innermost error's text
         raise SourceFileError(f"{path}: cannot read: {type(e).__name__}: {e}") from None
 
