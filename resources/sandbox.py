@@ -124,7 +124,7 @@ class _RunnerSandbox:
     def _run_once(self, programs: list[Program], parallel: int) -> tuple[dict[int, RunResult], int | None, str]:
         with tempfile.TemporaryDirectory(prefix="am-sbx-batch-") as d:
             batch_dir = Path(d)
-            os.chmod(batch_dir, 0o755)  # the container's non-root user reads it
+            os.chmod(batch_dir, 0o755)  # runner.py is read through it; batch.json itself is 0600
             shutil.copy(RUNNER, batch_dir / "runner.py")
             lines, rc, err = self._exec_runner(batch_dir, self._batch(programs, parallel))
         return {int(d["i"]): RunResult.from_json(d) for d in lines}, rc, err

@@ -9,9 +9,10 @@ The verdict must not depend on anything the solution controls except the values 
 solution runs alone in the *server* process (its own uid); the *driver* (another uid, which the
 server cannot signal, trace or read) runs the dataset's test code with every solution name replaced
 by a proxy that sends the call's arguments over a pipe and gets back plain data (None, bool, int,
-float, str, list, tuple, set, dict, bytes, complex; exact types, no subclasses). Comparisons happen in
-the driver on those values, so an `__eq__` that always says True never reaches it. The driver
-writes one JSON line per test to its own stdout, which only the runner reads.
+float, str, list, tuple, set, dict, bytes, complex, as exactly those types; a handle for an object of
+the solution's own classes). Comparisons happen in the driver on those values, so an `__eq__` that
+always says True never reaches it. The driver writes one JSON line per test to its own stdout, which
+only the runner reads.
 """
 
 import builtins
@@ -376,8 +377,8 @@ def plain_equal(got, want, tol=1e-6):
 
 
 def _context(chan, spec, units):
-    """The trusted namespace: the prelude, proxies for the names the solution itself defines, then
-    the dataset's own code (HumanEval prompt helpers, MBPP setup), which wins over the solution's."""
+    """The trusted namespace: the prelude's modules, proxies for the names the solution itself
+    defines, then the dataset's own code (HumanEval prompt helpers, MBPP setup), which wins."""
     ns = {"__name__": "__main__", "__builtins__": builtins}
     trusted_src = [spec.get("prompt") or "", spec.get("setup") or ""]
     trusted = [compile(c, "setup.py", "exec") for c in trusted_src]
@@ -449,6 +450,8 @@ def driver(rfd, wfd):
                     exec(units[i], ns)
                     if kind == "check" or (kind == "test_code" and "def check(" in tests[i]
                                            and "\ncheck(" not in "\n" + tests[i]):
+                        if entry not in ns:
+                            raise NameError(f"the solution defines no {entry!r}")
                         ns["check"](ns[entry])
                     why = ""
             except SolutionGone as e:

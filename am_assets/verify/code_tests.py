@@ -53,8 +53,8 @@ def _error(msg: str, kind: str = "") -> CodeJob:
 
 def starter_fn_name(starter: str | None) -> str | None:
     """The method of LeetCode starter code (`class Solution: def twoSum(self, ...)`), else its function."""
-    names = re.findall(r"^\s*def\s+(\w+)\s*\(\s*self\b", starter or "", re.M) or re.findall(
-        r"^def\s+(\w+)\s*\(", starter or "", re.M)
+    names = [n for n in re.findall(r"^\s*def\s+(\w+)\s*\(\s*self\b", starter or "", re.M) if not n.startswith("__")]
+    names = names or re.findall(r"^def\s+(\w+)\s*\(", starter or "", re.M)
     return names[0] if names else None
 
 
