@@ -6,6 +6,7 @@ functional problems. Known-correct ones must score 1.0 (>= 99%), every known-wro
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -13,9 +14,11 @@ from am_assets.ingest.adapters import normalize_tests
 from am_assets.verify.code_tests import verify_code
 from am_assets.verify.logic import verifier_versions
 from resources.config import VerificationConfig
-from resources.sandbox import Limits, LocalSandbox
+from resources.sandbox import DockerSandbox, Limits, LocalSandbox, docker_available
 from tests.code_solutions import VARIANTS, fenced, humaneval, mbpp, stdio_rows, wrong_variant
 from tests.conftest import shared
+
+IMAGE = os.environ.get("AM_DISTILL_SANDBOX_IMAGE", "am-distill-sandbox:bookworm")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,18 @@ def test_mbpp_reference_code_and_wrong_variants(sandbox):
     _check(tasks[::3], sandbox, ("perturbed", "always_eq"), min_good=0.99)
 
 
-def test_stdio_solutions_in_python_and_cpp(sandbox):
+@pytest.fixture(params=["local", "docker"])
+def any_sandbox(request, sandbox):
+    if request.param == "local":
+        return sandbox
+    ok, why = docker_available(IMAGE)
+    if not ok:
+        pytest.skip(f"Docker cannot run here: {why}")
+    return DockerSandbox(Limits(timeout_s=10.0), IMAGE)
+
+
+def test_stdio_solutions_in_python_and_cpp(any_sandbox):
+    sandbox = any_sandbox
     good, bad = stdio_rows()
     verdicts = verify_code(good + bad, sandbox, max_tests=10, timeout_s=10.0)
     assert [(r["name"], v.details) for r, v in zip(good, verdicts) if v.score != 1.0] == []
@@ -110,3 +124,14 @@ def test_score_mode_all_or_nothing_and_its_version():
     v1 = verifier_versions(VerificationConfig(), "j")["code"][1]
     v2 = verifier_versions(VerificationConfig(code_score_mode="all_or_nothing"), "j")["code"][1]
     assert v1 != v2
+
+
+def test_test_code_layout_and_keyword_arguments(sandbox):
+    """AM 1.4M test code (a `check` it does not call, or plain asserts) and functional kwargs."""
+    sol = fenced("def inc(x, step=1):\n    return x + step\n")
+    rows = [{"answer": sol, "test_cases": json.dumps({"type": "test_code", "entry_point": "inc",
+                                                      "test": "def check(candidate):\n    assert candidate(1) == 2\n"})},
+            {"answer": sol, "test_cases": json.dumps({"type": "test_code", "test": "assert inc(1) == 2\nassert inc(2, 3) == 5\n"})},
+            {"answer": sol, "test_cases": json.dumps({"type": "functional", "fn_name": "inc", "cases": [
+                {"input": {"x": 1, "step": 5}, "output": 6}, {"input": [2], "output": 3}]})}]
+    assert [v.score for v in verify_code(rows, sandbox, 10, 10.0)] == [1.0, 1.0, 1.0]
