@@ -66,8 +66,9 @@ def _preexec(prog_dir, limits, uid):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
         resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
-        stack = min(mem, 256 << 20)  # deep recursion (sys.setrecursionlimit) needs a deep C stack
-        resource.setrlimit(resource.RLIMIT_STACK, (stack, stack))
+        # deep recursion needs a deep main stack; unlimited (bounded by RLIMIT_AS) rather than a size,
+        # because glibc gives every new thread a stack of the soft limit's size
+        resource.setrlimit(resource.RLIMIT_STACK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         if uid is not None:
             if limits.get("namespaces"):
                 _isolate_namespaces(limits.get("private_dirs", ["/tmp", "/var/tmp", "/dev/shm"]), prog_dir)
