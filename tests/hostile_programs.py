@@ -87,6 +87,7 @@ def hostile_corpus(t: dict) -> list[tuple[str, str, str]]:
         ("keyboard_interrupt", FUNCTIONAL, "def add(a, b):\n    raise KeyboardInterrupt\n"),
         ("not_plain_generator", FUNCTIONAL, "def add(a, b):\n    return (x for x in [a + b])\n"),
         ("huge_answer", FUNCTIONAL, "def add(a, b):\n    return 'x' * (40 << 20)\n"),
+        ("huge_int_answer", ASSERTS, "def add(a, b):\n    return 10 ** 200000\n"),
         ("deep_answer", FUNCTIONAL, "def add(a, b):\n    r = []\n    for _ in range(100000):\n        r = [r]\n    return r\n"),
         # reading the expected answers, or the other programs of the batch
         ("read_expected_answers", FUNCTIONAL,
