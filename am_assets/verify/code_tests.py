@@ -111,10 +111,17 @@ def plan(answer: str, tests_json: str | None, max_tests: int, timeout_s: float) 
         return _error(f"language {lang!r} is not run", kind)
     else:
         lang = "python"
-    cases = tests.get("cases") or []
+    try:
+        return _plan_tests(code, lang, kind, tests, max_tests, timeout_s)
+    except (KeyError, TypeError, AttributeError) as e:
+        return _error(f"test_cases is not a valid {kind!r} layout: {type(e).__name__}: {e}", kind)
+
+
+def _plan_tests(code: str, lang: str, kind: str, tests: dict, max_tests: int, timeout_s: float) -> CodeJob:
+    cases = list(tests.get("cases") or [])
     if kind == "stdio":
         cases = cases[:max_tests]
-        return _stdio(code, lang, cases, timeout_s) if cases else CodeJob(None, 0, kind, verdict=no_reference("stdio test cases"))
+        return _stdio(code, lang, cases, timeout_s) if cases else CodeJob(None, 0, kind, verdict=no_reference("test cases"))
     if kind == "functional":
         fn = tests.get("fn_name") or starter_fn_name(tests.get("starter_code"))
         if not fn:
