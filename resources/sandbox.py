@@ -214,8 +214,8 @@ class LocalSandbox(_RunnerSandbox):
         budget = batch["budget_s"]
         try:
             # self.python: the forked test drivers import from its stdlib after dropping to their uid
-            proc = subprocess.run([self.python, "-I", "-S", str(batch_dir / "runner.py"), str(batch_dir / "batch.json")],
-                                  capture_output=True, text=True, start_new_session=True, timeout=budget)
+            argv = [self.python, "-I", "-S", str(batch_dir / "runner.py"), str(batch_dir / "batch.json")]
+            proc = subprocess.run(argv, capture_output=True, text=True, start_new_session=True, timeout=budget)
         except subprocess.TimeoutExpired as e:
             return [], None, f"sandbox runner exceeded {budget:.0f}s: {e}"
         finally:

@@ -137,7 +137,7 @@ class _Forked:
                 os.closerange(200 + len(keep), 1 << 16)
                 signal.signal(signal.SIGPIPE, signal.SIG_IGN)
                 setup()
-                sys.stdin, sys.stdout, sys.stderr = (open(k, mode, closefd=False) for k, mode in ((0, "r"), (1, "w"), (2, "w")))
+                sys.stdin, sys.stdout, sys.stderr = (open(k, m, closefd=False) for k, m in enumerate("rww"))
                 fn(*range(200, 200 + len(keep)))
                 sys.stdout.flush()
                 code = 0

@@ -121,7 +121,9 @@ def _plan_tests(code: str, lang: str, kind: str, tests: dict, max_tests: int, ti
     cases = list(tests.get("cases") or [])
     if kind == "stdio":
         cases = cases[:max_tests]
-        return _stdio(code, lang, cases, timeout_s) if cases else CodeJob(None, 0, kind, verdict=no_reference("test cases"))
+        if not cases:
+            return CodeJob(None, 0, kind, verdict=no_reference("test cases"))
+        return _stdio(code, lang, cases, timeout_s)
     if kind == "functional":
         fn = tests.get("fn_name") or starter_fn_name(tests.get("starter_code"))
         if not fn:
