@@ -30,10 +30,10 @@ def _setup_env() -> None:
 
     warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DIR / ".dagster"))
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text((PROJECT_DIR / "scripts" / "dagster.yaml").read_text())
+    from resources.instance import prepare_home
+
+    # several am-distill processes may start on a fresh home at once: the first creates it, under a lock
+    prepare_home(Path(os.environ["DAGSTER_HOME"]), PROJECT_DIR / "scripts" / "dagster.yaml")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from resources.engines import engines_kept_open
+from resources.instance import fail_dead_runs, run_tags
 from sensors.automation import rows_to_retry
 from sensors.registry import record_observations
 
@@ -87,6 +88,7 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
     (a trained model becomes a new `model` partition of eval_scores) or make an earlier asset stale.
     """
     cfg = defs.resources["pipeline"].load()
+    fail_dead_runs(instance, log)  # runs a killed runner left STARTED would show as running forever
     record_observations(instance, cfg)  # what the sensors would do: partitions + source data versions
     report = RunReport()
     with engines_kept_open():  # one process for every partition: load each model once
@@ -130,7 +132,7 @@ def _one_pass(defs, instance, report: RunReport, select, partition, only, force,
         for i, pk in enumerate(keys, 1):
             log(f"[{name}] {pk or 'unpartitioned'} ({i}/{len(keys)})")
             result = dg.materialize(assets, selection=[key], partition_key=pk, instance=instance,
-                                    resources=defs.resources, raise_on_error=False)
+                                    resources=defs.resources, raise_on_error=False, tags=run_tags())
             if not result.success:  # recorded, reported at the end; the other partitions go on
                 report.failures[(name, pk)] = f"{_failure_text(result)} (run {result.run_id})"
                 log(f"[{name}] {pk or 'unpartitioned'} FAILED: {report.failures[(name, pk)]}")

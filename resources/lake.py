@@ -2,17 +2,32 @@
 
 We own this instead of using dagster-deltalake-polars because that IO manager fails for dynamic x
 static multi-partitions and for fan-in loads (../shared/reference/dagster.md, section 1).
+
+Writes are safe when several processes write one table at once (measured with deltalake 1.6.6, see
+tests/test_lake_concurrency.py): delta-rs detects a conflicting partition overwrite (CommitFailedError)
+but re-commits a losing *table creation* as a later version with no conflict check, so two first
+writes both stay. Hence: the table is created empty first (losing that race = it exists), every write
+starts from a snapshot and is redone on a conflict, and keyed appends insert only keys absent from the
+snapshot they commit against.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping
+import random
+import time
+from typing import Any, Mapping, Sequence
 
 import dagster as dg
 import polars as pl
 from deltalake import CommitProperties, DeltaTable
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+COMMIT_ATTEMPTS = 10  # each round of conflicts lets at least one writer through
+
+
+class CommitConflict(RuntimeError):
+    """A write lost to concurrent writers COMMIT_ATTEMPTS times in a row."""
 
 
 def _quote(value: str) -> str:
@@ -88,28 +103,68 @@ class LakeResource(dg.ConfigurableResource):
         context: dg.AssetExecutionContext | None = None,
         mode: str = "overwrite",
         extra_metadata: Mapping[str, Any] | None = None,
+        key: Sequence[str] | None = None,
     ) -> int:
-        """Overwrite (or append to) exactly one partition; returns the new Delta version.
+        """Overwrite (or append to) exactly one partition; returns the Delta version of this commit.
 
         `partition` maps partition columns to values; they are added as string columns when the
-        frame lacks them. `None` writes an unpartitioned table (whole-table overwrite).
+        frame lacks them. `None` writes an unpartitioned table (whole-table overwrite). With `key`
+        (append only), rows whose key the partition already holds are not written: a cache stays
+        one row per key when several processes fill it at once. A commit that loses to a concurrent
+        writer is redone against the new snapshot (bounded, with jitter), else CommitConflict.
         """
+        if key and mode != "append":
+            raise ValueError("key= is for mode='append' (an overwrite replaces the partition anyway)")
         partition = dict(partition or {})
         df = df.with_columns([pl.lit(v, dtype=pl.String).alias(k) for k, v in partition.items()])
+        if key:
+            df = df.unique(list(key), keep="first", maintain_order=True)
         metadata = run_commit_metadata(context)
         metadata.update({k: str(v) for k, v in (extra_metadata or {}).items()})
-        options: dict[str, Any] = {
-            "schema_mode": "merge",
-            "commit_properties": CommitProperties(custom_metadata=metadata),
-        }
+        options: dict[str, Any] = {"schema_mode": "merge"}
         if partition:
             options["partition_by"] = sorted(partition)
             if mode == "overwrite":
                 options["predicate"] = partition_predicate(partition)
         elif mode == "overwrite":
             options["schema_mode"] = "overwrite"
-        df.write_delta(self.uri(table), mode=mode, storage_options=self._opts(), delta_write_options=options)
-        return self.version(table)
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                dt = self.table(table) or self._create(table, df, options.get("partition_by"), metadata)
+                return self._commit(dt, df, partition, mode, options, metadata, key)
+            except CommitFailedError as e:
+                error = e
+                time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))  # jitter: rivals retry apart
+        where = partition_predicate(partition) if partition else "whole table"
+        raise CommitConflict(f"lake table {table} ({where}): {COMMIT_ATTEMPTS} commits in a row lost to concurrent "
+                             f"writers; nothing was written by this attempt. Last error: {error}") from error
+
+    def _create(self, table: str, df: pl.DataFrame, partition_by, metadata: dict[str, str]) -> DeltaTable:
+        """Create the empty table; losing that race to another process means it exists: fine."""
+        props = CommitProperties(custom_metadata=metadata, max_commit_retries=0)  # never a second create
+        try:
+            df.head(0).write_delta(self.uri(table), mode="error", storage_options=self._opts(),
+                                   delta_write_options={"partition_by": partition_by, "commit_properties": props})
+        except (CommitFailedError, DeltaError) as e:
+            if self.table(table) is None:  # not the race: a real error
+                raise e
+        return DeltaTable(self.uri(table), storage_options=self._opts())
+
+    def _commit(self, dt: DeltaTable, df: pl.DataFrame, partition: dict[str, str], mode: str,
+                options: dict[str, Any], metadata: dict[str, str], key: Sequence[str] | None) -> int:
+        """One write against the snapshot `dt`; its version afterwards is this commit's."""
+        retries = None
+        if key:
+            have = pl.scan_delta(dt)  # the keys of the very snapshot this commit is based on
+            for col, val in partition.items():
+                have = have.filter(pl.col(col) == val)
+            df = df.join(have.select(list(key)).collect(), on=list(key), how="anti", nulls_equal=True)
+            if df.height == 0:
+                return dt.version()
+            retries = 0  # delta-rs would re-commit a blind append over a rival's rows: redo it here instead
+        props = CommitProperties(custom_metadata=metadata, max_commit_retries=retries)
+        df.write_delta(dt, mode=mode, delta_write_options={**options, "commit_properties": props})
+        return dt.version()
 
     def scan(
         self,

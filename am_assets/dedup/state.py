@@ -1,7 +1,8 @@
 """Lake-backed parts of dedup (no Dagster here): the embedding cache and the global dedup state.
 
 - `embedding_cache` (partition column `embedder`): one embedding per (text_hash, embedder). Only
-  texts missing from it are embedded; appends never conflict, duplicates are ignored on read.
+  texts missing from it are embedded; an append writes only keys the table lacks at commit time
+  (resources/lake.py), so processes filling it at once leave one row per key.
 - `dedup_state` (unpartitioned): the latest global assignment of every kept row (cluster,
   representative, contamination, shard) plus the `state_key` of the inputs it was computed from.
   Every `unique_queries` shard needs the same global result: the first shard of a run computes it
@@ -72,7 +73,7 @@ def embed_with_cache(lake, embedder, texts: pl.DataFrame, log: Log = _quiet, con
         vecs = embedder.encode([normalize_text(t) for t in missing["question"].to_list()], progress=progress)
         new = pl.DataFrame({"text_hash": missing["text_hash"],
                             "embedding": as_list_column(vecs)})
-        lake.write_partition(CACHE_TABLE, new, {"embedder": eid}, context=context, mode="append")
+        lake.write_partition(CACHE_TABLE, new, {"embedder": eid}, context=context, mode="append", key=["text_hash"])
         cached = pl.concat([cached, new])
     dim = len(cached["embedding"][0]) if cached.height else 0
     aligned = texts.select("text_hash").join(cached, on="text_hash", how="left", maintain_order="left")
