@@ -6,9 +6,9 @@ static multi-partitions and for fan-in loads (../shared/reference/dagster.md, se
 Writes are safe when several processes write one table at once (measured with deltalake 1.6.6, see
 tests/test_lake_concurrency.py): delta-rs detects a conflicting partition overwrite (CommitFailedError)
 but re-commits a losing *table creation* as a later version with no conflict check, so two first
-writes both stay. Hence: the table is created empty first (losing that race = it exists), every write
-starts from a snapshot and is redone on a conflict, and keyed appends insert only keys absent from the
-snapshot they commit against.
+writes both stay; two whole-table overwrites of a table with no files both stay too. Hence: the table
+is created empty first (losing that race = it exists), every write starts from a snapshot and is
+redone on a conflict, and keyed appends insert only keys absent from the snapshot they commit on.
 """
 
 from __future__ import annotations
@@ -153,7 +153,11 @@ class LakeResource(dg.ConfigurableResource):
     def _commit(self, dt: DeltaTable, df: pl.DataFrame, partition: dict[str, str], mode: str,
                 options: dict[str, Any], metadata: dict[str, str], key: Sequence[str] | None) -> int:
         """One write against the snapshot `dt`; its version afterwards is this commit's."""
-        retries = None
+        # delta-rs redoes a commit that lost the race itself when its conflict check passes. That check
+        # is right for partition overwrites (a rival's rows in the partition = conflict) but lets two
+        # whole-table overwrites of an empty table both land, and knows nothing of keys: those two
+        # commit only on the snapshot they read, else CommitFailedError and write_partition redoes them.
+        retries = 0 if mode == "overwrite" and not partition else None
         if key:
             have = pl.scan_delta(dt)  # the keys of the very snapshot this commit is based on
             for col, val in partition.items():
@@ -161,7 +165,7 @@ class LakeResource(dg.ConfigurableResource):
             df = df.join(have.select(list(key)).collect(), on=list(key), how="anti", nulls_equal=True)
             if df.height == 0:
                 return dt.version()
-            retries = 0  # delta-rs would re-commit a blind append over a rival's rows: redo it here instead
+            retries = 0
         props = CommitProperties(custom_metadata=metadata, max_commit_retries=retries)
         df.write_delta(dt, mode=mode, delta_write_options={**options, "commit_properties": props})
         return dt.version()
