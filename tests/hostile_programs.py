@@ -21,6 +21,8 @@ FUNCTIONAL = json.dumps({"type": "functional", "fn_name": "add", "cases": [
 CHECK = json.dumps({"type": "check", "entry_point": "add", "test": (
     "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(2, 2) == 4\n"
     "    assert abs(candidate(0.5, 0.25) - 0.75) < 1e-9\n")})
+SET_ASSERTS = json.dumps({"type": "asserts", "setup": "", "asserts": [
+    "assert set(add(1, 2)) == set([3])", "assert set(add(2, 2)) == set([4])"]})
 STDIO = json.dumps({"type": "stdio", "cases": [{"input": "1 2\n", "output": "3\n"}, {"input": "2 2\n", "output": "4\n"},
                                                 {"input": "-5 6\n", "output": "1\n"}]})
 # what a forger would print: report lines of the old and new harness, for every index and beyond
@@ -66,6 +68,9 @@ def hostile_corpus(t: dict) -> list[tuple[str, str, str]]:
         ("forged_replies_on_every_fd", FUNCTIONAL,
          "import os\nfor fd in range(3, 64):\n    for msg in (b'{\"value\": 7}\\n' * 5, " + repr(FORGED.encode()) + "):\n"
          "        try:\n            os.write(fd, msg)\n        except OSError:\n            pass\n" + WRONG),
+        ("forged_have_builtins", SET_ASSERTS,  # claims to define `set`, which the test uses on both sides
+         "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'{\"have\": [\"set\", \"abs\", \"add\"]}\\n')\n"
+         "    except OSError:\n        pass\ndef set(x):\n    return 1\n" + WRONG),
         ("forged_ref_reply", CHECK, "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'{\"ref\": 0}\\n' * 5)\n"
                                     "    except OSError:\n        pass\n" + WRONG),
         # reaching for the harness

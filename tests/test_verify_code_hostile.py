@@ -85,7 +85,9 @@ def test_real_errors_are_reported(run):
     assert v["eq_always_true"].details["tests"][0]["why"] == "assertion failed"  # a handle equals nothing
     assert "returned a generator, not plain data" in v["not_plain_generator"].details["tests"][0]["why"]
     mem = v["memory_bomb"].details
-    assert "MemoryError" in mem["tests"][0]["why"] or mem["solution"].startswith(("memory", "killed"))
+    # MemoryError at the limit, or (a loaded machine) the call's timeout first
+    assert ("MemoryError" in mem["tests"][0]["why"] or "timeout" in mem["tests"][0]["why"]
+            or mem["solution"].startswith(("memory", "killed")))
     assert "timeout" in v["infinite_loop"].details["tests"][0]["why"]
     assert v["infinite_output"].details["tests"][0]["why"].startswith("output_limit")
     assert v["cpp_compile_bomb"].details.get("compile_error") is not None

@@ -208,7 +208,8 @@ def server(path, rfd, wfd, prelude_on):
     objs = {}
 
     def reply(value):
-        if type(value).__module__ == "__solution__":  # one of its own objects: the driver gets a handle
+        if type(value).__module__ == "__solution__" and not isinstance(value, _PLAIN):
+            # one of its own objects (not a subclass of a plain type): the driver gets a handle
             objs[len(objs)] = value
             return {"ref": len(objs) - 1}
         return {"value": encode(value)}
@@ -341,6 +342,9 @@ class Remote:
         else:
             self._chan.ask({"obj": self._ref, "attr": attr, "set": True, "args": [_arg(value)], "kwargs": {}})
 
+    def __repr__(self):
+        return "<an object of the solution>"
+
     def __bool__(self):  # an object is not an answer: `assert candidate(x)` must not pass on it
         raise TypeError("a solution object has no truth value")
 
@@ -383,12 +387,13 @@ def _context(chan, spec, units):
     trusted_src = [spec.get("prompt") or "", spec.get("setup") or ""]
     trusted = [compile(c, "setup.py", "exec") for c in trusted_src]
     entry = spec.get("entry_point")
-    want = set().union(*map(_names, units + trusted)) | ({entry} if entry else set())
-    chan.send({"want": sorted(want - set(dir(builtins)))})
+    want = (set().union(*map(_names, units + trusted)) | ({entry} if entry else set())) - set(dir(builtins))
+    chan.send({"want": sorted(want)})
     first = chan.reply(float(spec["setup_timeout_s"]))
     if "setup_error" in first:
         raise SolutionGone(f"the solution did not load: {str(first['setup_error'])[:300]}")
-    have = [n for n in first.get("have", []) if type(n) is str]
+    # only names asked for: a forged answer must not turn a builtin the test uses into a proxy
+    have = [n for n in first.get("have", []) if type(n) is str and n in want]
     if units and free_names(*trusted_src, *spec["tests"]) - set(have):  # MBPP asserts may use the solution's `math`
         exec(compile(PRELUDE_MODULES, "prelude.py", "exec"), ns)  # modules only: a star import could
         # stand in for a function the solution lacks (operator.add for a missing `add`)
