@@ -116,6 +116,12 @@ def cmd_lineage(args) -> None:
 
 
 def cmd_ui(args) -> None:
+    import dagster as dg
+
+    from resources.instance import fail_dead_runs
+
+    with dg.DagsterInstance.get() as instance:  # else the UI shows runs of killed processes as running
+        fail_dead_runs(instance)
     exe = Path(sys.executable).parent / "dagster"
     env = dict(os.environ, AM_DISTILL_CONFIG=str(Path(args.config or PROJECT_DIR / "pipeline.yaml").resolve()))
     subprocess.run([str(exe), "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port)],
