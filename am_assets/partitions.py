@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from resources.config import shard_key
+from resources.instance import add_partitions
 
 source_partitions = dg.DynamicPartitionsDefinition(name="source")
 teacher_partitions = dg.DynamicPartitionsDefinition(name="teacher")
@@ -41,8 +42,5 @@ def sync_dynamic_partitions(instance: dg.DagsterInstance, cfg) -> dict[str, list
     """Register every source, teacher and benchmark named in the config; returns what was added."""
     added = {}
     for name, items in (("source", cfg.all_sources()), ("teacher", cfg.teachers), ("benchmark", cfg.benchmarks)):
-        new = [i.name for i in items if not instance.has_dynamic_partition(name, i.name)]
-        if new:
-            instance.add_dynamic_partitions(name, new)
-        added[name] = new
+        added[name] = add_partitions(instance, name, [i.name for i in items])
     return added

@@ -4,6 +4,8 @@
   of them dies with `table snapshots already exists` or `UNIQUE constraint failed: alembic_version`),
   so the first creation runs under a file lock inside DAGSTER_HOME. The SQLite instance is
   machine-local anyway; a Postgres instance (production profile) does not need this.
+- `add_partitions`: Dagster registers dynamic partitions by check-then-insert, so two processes
+  adding the same key at once make one fail with a UNIQUE constraint error (measured); retried here.
 - `run_tags` / `fail_dead_runs`: an in-process run killed with its process (SIGKILL, OOM) stays
   STARTED forever. Dagster's run monitoring cannot see it: the daemon only health-checks runs of
   launchers that support it (not DefaultRunLauncher, and in-process runs have no launcher). So each
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -59,6 +63,23 @@ def prepare_home(home: Path, template: Path) -> None:
             raise SystemExit(f"could not create the Dagster instance in {home} (DAGSTER_HOME): "
                              f"{type(e).__name__}: {e}") from e
         (home / _READY).write_text("created by am-distill\n")
+
+
+def add_partitions(instance: dg.DagsterInstance, name: str, keys: list[str]) -> list[str]:
+    """Register the dynamic partitions of `keys` not registered yet; returns those this call added."""
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(5):
+        have = set(instance.get_dynamic_partitions(name))
+        new = [k for k in dict.fromkeys(keys) if k not in have]
+        if not new:
+            return []
+        try:
+            instance.add_dynamic_partitions(name, new)
+            return new
+        except IntegrityError:  # another process added some of them meanwhile: look again
+            time.sleep(random.uniform(0, 0.1 * (attempt + 1)))
+    raise RuntimeError(f"could not register {name} partitions {keys}: other processes kept adding them")
 
 
 def _process_start(pid: int) -> str | None:

@@ -218,3 +218,34 @@ def test_runs_of_a_killed_process_are_marked_failed(tmp_path):
     finally:
         alive.kill()
         proc.kill()
+
+
+ADD_PARTITIONS = textwrap.dedent("""
+    import sys, time
+    import dagster as dg
+    from resources.instance import add_partitions
+
+    instance = dg.DagsterInstance.get()
+    instance.get_runs(limit=1)
+    while time.time() < float(sys.argv[1]):
+        time.sleep(0.001)
+    for i in range(30):
+        add_partitions(instance, "teacher", [f"t{i}-{j}" for j in range(3)])
+    print(len(instance.get_dynamic_partitions("teacher")))
+""")
+
+
+def test_processes_registering_the_same_partitions(tmp_path):
+    """Dagster's check-then-insert made one of them fail with a UNIQUE constraint error."""
+    from resources.instance import prepare_home
+
+    home = tmp_path / "home"
+    prepare_home(home, PROJECT_DIR / "scripts" / "dagster.yaml")
+    start_at = str(time.time() + 8)
+    procs = [subprocess.Popen([sys.executable, "-c", ADD_PARTITIONS, start_at], cwd=PROJECT_DIR,
+                              env=dict(os.environ, DAGSTER_HOME=str(home)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        assert out.split()[-1] == "90"

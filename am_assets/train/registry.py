@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from am_assets.train.logic import REGISTRY_SCHEMA, model_key
+from resources.instance import add_partitions
 from resources.lake import LakeResource
 
 REGISTRY_TABLE = "model_registry"
@@ -48,7 +49,4 @@ def eval_models(cfg, lake: LakeResource) -> dict[str, str]:
 
 def sync_model_partitions(instance, cfg, lake: LakeResource) -> list[str]:
     """Register every evaluable model as a `model` partition; returns the keys added."""
-    new = [k for k in eval_models(cfg, lake) if not instance.has_dynamic_partition("model", k)]
-    if new:
-        instance.add_dynamic_partitions("model", new)
-    return new
+    return add_partitions(instance, "model", list(eval_models(cfg, lake)))
