@@ -63,7 +63,8 @@ class FakeEmbedder:
 def cache_texts(worker: int) -> pl.DataFrame:
     from am_assets.dedup.state import with_text_hash
 
-    return with_text_hash(pl.DataFrame({"question": [f"question {i}" for i in range(worker * 300, worker * 300 + 900)]}))
+    texts = [f"question {i}" for i in range(worker * 300, worker * 300 + 900)]  # overlaps the next 2 workers
+    return with_text_hash(pl.DataFrame({"question": texts}))
 
 
 def fill_cache(root: str, worker: int) -> None:
