@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    names = sys.argv[1:] or sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent))
+    names = sys.argv[1:] or sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
                                    if not m.name.startswith("_"))
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")

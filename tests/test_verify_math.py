@@ -9,7 +9,6 @@ import time
 import pytest
 
 from am_assets.ingest.adapters import extract_answer
-from am_assets.verify.base import answer_part
 from am_assets.verify.math_pool import MathPool
 from am_assets.verify.math_worker import _parse_gold, last_boxed
 from tests.conftest import shared
