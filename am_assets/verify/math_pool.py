@@ -87,14 +87,14 @@ class MathPool:
         while len(self.workers) < self.n:
             self.workers.append(_Worker())
 
-    def verify(self, items: list[tuple[str, str]], fallback: str = "answer_statement") -> list[dict]:
+    def verify(self, items: list[tuple]) -> list[dict]:
         """[(reference, answer part[, fallback])] -> [{"score", "status", "details"}] in the same order.
-        `fallback` (math_worker.FALLBACKS): what an answer part without a \\boxed{} gives; an item's own
-        third element overrides it."""
+        fallback (math_worker.FALLBACKS, default answer_statement): what an answer part without a
+        \\boxed{} gives."""
         with self._lock:
-            return self._verify(items, fallback)
+            return self._verify(items)
 
-    def _verify(self, items: list[tuple[str, str]], fallback: str) -> list[dict]:
+    def _verify(self, items: list[tuple]) -> list[dict]:
         results: list[dict | None] = [None] * len(items)
         queue = collections.deque(range(len(items)))
         payloads = {}
@@ -109,9 +109,10 @@ class MathPool:
                     while w.ready and queue and len(w.inflight) < MAX_INFLIGHT:
                         i = queue[0]
                         if i not in payloads:
-                            fb = items[i][2] if len(items[i]) > 2 else fallback
-                            payloads[i] = (json.dumps({"i": i, "gold": items[i][0], "pred": items[i][1],
-                                                       "fallback": fb}) + "\n").encode()
+                            gold, pred, *fallback = items[i]
+                            payloads[i] = (json.dumps({"i": i, "gold": gold, "pred": pred,
+                                                       "fallback": fallback[0] if fallback else "answer_statement"})
+                                           + "\n").encode()
                         if w.inflight and w.pending_bytes + len(payloads[i]) > WINDOW_BYTES:
                             break
                         queue.popleft()

@@ -11,7 +11,8 @@ import re
 import sys
 from decimal import Decimal, InvalidOperation
 
-FALLBACKS = ("none", "answer_statement")
+# what an answer part without a \boxed{} gives; answer_statement_tail is for untagged responses
+FALLBACKS = ("none", "answer_statement", "answer_statement_tail")
 TAIL_LINES = 3  # an untagged response: a stated answer counts only in its last lines (its conclusion)
 
 
@@ -57,7 +58,7 @@ def final_answer(part: str, fallback: str = "answer_statement") -> tuple[str | N
     boxed = last_boxed(part or "")
     if boxed:
         return boxed, "boxed"
-    if fallback not in ("answer_statement", "answer_statement_tail") or not part:
+    if fallback not in FALLBACKS[1:] or not part:  # "none" (or an unknown mode): the box only
         return None, None
     bare = part.strip().strip("$").rstrip(".").strip()
     # one token ("Evelyn", "x=3") or a formula without words ("x = 3", "(1, 2)"): the part is the answer
