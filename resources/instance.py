@@ -34,7 +34,8 @@ _UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg
 
 
 @contextmanager
-def _flock(path: Path) -> Iterator[None]:
+def file_lock(path: Path | str) -> Iterator[None]:
+    """An exclusive flock on `path` (created if missing): serializes processes of this machine."""
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -48,7 +49,7 @@ def prepare_home(home: Path, template: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     if (home / _READY).exists():
         return
-    with _flock(home / ".am-distill-init.lock"):
+    with file_lock(home / ".am-distill-init.lock"):
         if (home / _READY).exists():  # another process finished it while this one waited
             return
         config = home / "dagster.yaml"

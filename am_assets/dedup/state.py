@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ from am_assets.dedup.decontam import find_contamination
 from am_assets.dedup.knn import similar_pairs
 from am_assets.dedup.logic import choose_representatives, cluster_texts, shard_column
 from am_assets.schema import QUERY_SCHEMA, normalize_text, text_hash
+from resources.instance import file_lock
 
 CACHE_TABLE = "embedding_cache"
 STATE_TABLE = "dedup_state"
@@ -116,13 +116,8 @@ def stored_state_key(lake) -> str | None:
 def state_lock(lake):
     """Serialize global computations of one lake on this machine (parallel shard runs)."""
     name = hashlib.blake2b(lake.uri(STATE_TABLE).encode(), digest_size=8).hexdigest()
-    path = os.path.join(tempfile.gettempdir(), f"am-distill-dedup-{name}.lock")
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(os.path.join(tempfile.gettempdir(), f"am-distill-dedup-{name}.lock")):
+        yield
 
 
 def compute_state(lake, cfg, embedder, log: Log = _quiet, context=None) -> tuple[pl.DataFrame, dict]:

@@ -37,7 +37,7 @@ def source_fingerprint(source) -> str:
     path = source_file_path(source)
     files = _data_files(path) if path is not None else []
     try:
-        stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        stats = tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
     except OSError:
         stats = None
     key = (settings, str(path), stats)

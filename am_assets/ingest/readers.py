@@ -101,10 +101,6 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def _open_bytes(path: Path):
-    return open_decompressed(path)
-
-
 def read_records(path: Path, fmt: str = "auto", max_row_bytes: int = 1_000_000,
                  records_path: str | None = None, split: str | None = None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """`records_path`: for .json documents that are an object, the dotted key that holds the rows."""
@@ -135,13 +131,13 @@ def read_records(path: Path, fmt: str = "auto", max_row_bytes: int = 1_000_000,
 def csv_header(path: Path, fmt: str = "auto") -> list[str]:
     """The column names of a CSV/TSV file (for config checks), [] when it is empty."""
     fmt = detect_format(path) if fmt == "auto" else fmt
-    with _open_bytes(path) as f:
+    with open_decompressed(path) as f:
         line = f.readline().decode("utf-8-sig", errors="replace")
     return next(csv.reader([line], delimiter="," if fmt == "csv" else "\t"), [])
 
 
 def _read_jsonl(path: Path, max_row_bytes: int) -> Iterator[tuple[int, dict | RowError]]:
-    with _open_bytes(path) as f:
+    with open_decompressed(path) as f:
         for lineno, raw in enumerate(f, start=1):
             if len(raw) > max_row_bytes:
                 yield lineno, RowError(lineno, "<row>", f"row is {len(raw)} bytes, over the {max_row_bytes}-byte limit", _excerpt(raw))
@@ -169,7 +165,7 @@ def _read_jsonl(path: Path, max_row_bytes: int) -> Iterator[tuple[int, dict | Ro
 def _read_json_array(path: Path, max_row_bytes: int, records_path: str | None = None) -> Iterator[tuple[int, dict | RowError]]:
     from am_assets.ingest.jsondoc import json_document_rows  # it imports this module
 
-    with _open_bytes(path) as f:
+    with open_decompressed(path) as f:
         raw = f.read()
     try:
         text, bad_bytes = raw.decode("utf-8-sig"), False
@@ -251,7 +247,7 @@ def _read_delimited(path: Path, delimiter: str, max_row_bytes: int) -> Iterator[
     type guessing: AIME's "025" stays "025"), and one bad row is one RowError. Row number = the line
     the row starts on (quoted fields may span lines)."""
     csv.field_size_limit(max(csv.field_size_limit(), max_row_bytes))
-    with _open_bytes(path) as f:
+    with open_decompressed(path) as f:
         lines = _Lines(f)
         reader = csv.reader(lines, delimiter=delimiter)
         header = next(reader, None)
