@@ -105,7 +105,7 @@ def embed_texts(n: int) -> list[str]:
 
 
 def embed_run(n: int) -> tuple[float, int]:
-    from am_assets.schema import normalize_text
+    from am_assets.core.schema import normalize_text
     from resources.embedder import EmbedderResource
 
     texts = [normalize_text(t) for t in embed_texts(n)]

@@ -39,7 +39,7 @@ def main() -> None:
 
     from am_assets.distill.generate import fill_partition
     from am_assets.distill.logic import build_conversation
-    from am_assets.schema import query_id
+    from am_assets.core.schema import query_id
     from resources.config import SamplingConfig, VllmTeacher
     from resources.engines import get_engine, vllm_sampling_params
     from resources.lake import LakeResource

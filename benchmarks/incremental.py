@@ -47,7 +47,7 @@ def tiny_config(root: Path) -> Path:
 def build_and_noop(config: Path, label: str, noop: bool = True) -> None:
     import dagster as dg
 
-    from am_assets.runner import materialize_all
+    from am_distill.cli.runner import materialize_all
     from definitions import build_defs
 
     defs = build_defs(config)

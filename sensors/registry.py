@@ -16,8 +16,8 @@ import json
 import dagster as dg
 from dagster._core.definitions.data_version import extract_data_version_from_entry  # no public equivalent
 
-from am_assets.partitions import benchmark_partitions, source_partitions, teacher_partitions
-from am_assets.versions import (benchmark_versions, observed_versions, settings_versions, source_versions,
+from am_assets.core.partitions import benchmark_partitions, source_partitions, teacher_partitions
+from am_assets.core.versions import (benchmark_versions, observed_versions, settings_versions, source_versions,
                                 teacher_versions)
 from resources.pipeline import PipelineConfigResource
 
@@ -79,7 +79,7 @@ def settings_observer(context: dg.SensorEvaluationContext, pipeline: PipelineCon
 
 def record_observations(instance: dg.DagsterInstance, cfg) -> int:
     """What the sensors do, for the CLI: register partitions and record changed data versions now."""
-    from am_assets.partitions import sync_dynamic_partitions
+    from am_assets.core.partitions import sync_dynamic_partitions
 
     sync_dynamic_partitions(instance, cfg)
     n = 0

@@ -66,7 +66,7 @@ def instance():
 
 def materialize(defs: dg.Definitions, instance, selection: list[str], partition_key=None, raise_on_error=True):
     """Materialize the named assets of `defs` through Dagster, registering config partitions first."""
-    from am_assets.partitions import sync_dynamic_partitions
+    from am_assets.core.partitions import sync_dynamic_partitions
     from resources.config import load_config
 
     cfg = load_config(defs.resources["pipeline"].path)

@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from am_assets.schema import QUERY_SCHEMA, query_id
+from am_assets.core.schema import QUERY_SCHEMA, query_id
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the machine is shared
 

@@ -10,7 +10,7 @@ from am_assets.dedup.bench_sources import livecodebench_row, load_benchmark
 from am_assets.dedup.decontam import find_contamination, ngrams
 from am_assets.dedup.knn import similar_pairs
 from am_assets.dedup.logic import UnionFind, choose_representatives, cluster_texts, stable_shard
-from am_assets.schema import query_id
+from am_assets.core.schema import query_id
 from resources.config import BenchmarkConfig
 from tests.conftest import shared
 

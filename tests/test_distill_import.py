@@ -6,8 +6,8 @@ import json
 import dagster as dg
 import polars as pl
 
-from am_assets.responses import cut_off, parse_response
-from am_assets.schema import query_id
+from am_assets.core.responses import cut_off, parse_response
+from am_assets.core.schema import query_id
 from tests.conftest import materialize, shared
 from tests.distill_helpers import mkey, write_unique_queries
 

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from am_assets.distill.logic import response_id
-from am_assets.schema import query_id
+from am_assets.core.schema import query_id
 from tests.conftest import PROJECT_DIR, materialize
 from tests.distill_helpers import mkey, vllm_engines, vllm_teacher, write_unique_queries  # noqa: F401
 

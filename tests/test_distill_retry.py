@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from am_assets.runner import materialize_all
+from am_distill.cli.runner import materialize_all
 from tests.distill_helpers import QUESTIONS, write_unique_queries
 from tests.http_fakes import Fakes
 

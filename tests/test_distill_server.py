@@ -11,7 +11,7 @@ import httpx
 import polars as pl
 import pytest
 
-from am_assets.schema import query_id
+from am_assets.core.schema import query_id
 from resources.models import resolve_model
 from tests.conftest import materialize
 from tests.distill_helpers import QUESTIONS, mkey, write_unique_queries

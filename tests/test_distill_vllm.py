@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from am_assets.distill.logic import response_id
-from am_assets.schema import query_id
+from am_assets.core.schema import query_id
 from tests.conftest import Project, materialize
 from tests.distill_helpers import (vllm_engines,  # noqa: F401
                                    QUESTIONS, mkey, partition_files, stale_status, vllm_teacher,

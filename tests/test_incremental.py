@@ -12,8 +12,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from am_assets.lineage import trace
-from am_assets.runner import materialize_all
+from am_assets.core.lineage import trace
+from am_distill.cli.runner import materialize_all
 from sensors.registry import record_observations
 
 pytestmark = pytest.mark.slow

@@ -124,7 +124,7 @@ def test_bad_choice_mapping_fails_config_validation(tmp_path, mapping, message):
 
 
 def test_validate_catches_mapped_columns_missing_from_a_csv_header(project, tmp_path):
-    from am_distill_cli import main
+    from am_distill.cli.main import main
 
     (tmp_path / "mc.csv").write_text("Question,Correct Answer,Wrong 1,Wrong 2\nWhich?,x,y,z\n")
     mapping = {"question": "Question", "correct": "Correct Answer", "incorrect": ["Wrong 1", "Wrong2"]}

@@ -10,7 +10,7 @@ import pytest
 
 from am_assets.ingest.logic import ingest_source
 from am_assets.ingest.select import SelectionStats
-from am_assets.runner import MaterializationFailed, materialize_all
+from am_distill.cli.runner import MaterializationFailed, materialize_all
 from resources.config import CleaningConfig, ConfigError, FileSource, HumanEvalSource, ReasoningGymSource
 from tests.conftest import shared
 
@@ -129,7 +129,7 @@ def test_validate_data_reads_the_first_rows_and_fails_on_an_empty_source(project
                    "sources": [{"name": "good", "kind": "file", "path": str(math500[0]), "mapping": MAPPING},
                                {"name": "bad", "kind": "file", "path": str(bad), "mapping": MAPPING}],
                    "benchmarks": [{"name": "he", "kind": "humaneval", "limit": 3}]})
-    proc = subprocess.run([sys.executable, "-m", "am_distill_cli", "-c", str(project.config_path), "validate", "--data",
+    proc = subprocess.run([sys.executable, "-m", "am_distill.cli", "-c", str(project.config_path), "validate", "--data",
                            "--rows", "50"], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "source good: 50 rows, 0 rejected; categories {'math': 50}" in proc.stdout

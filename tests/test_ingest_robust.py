@@ -277,8 +277,8 @@ def _write_sources(tmp_path):
 def test_bad_sources_fail_alone_and_empty_ones_warn(project, instance, tmp_path, capfd):
     import polars as pl
 
-    from am_assets.runner import MaterializationFailed, materialize_all
-    from am_assets.versions import source_versions
+    from am_distill.cli.runner import MaterializationFailed, materialize_all
+    from am_assets.core.versions import source_versions
 
     sources, d = _write_sources(project.root)
     project.write({"shards": 1, "sources": sources})

@@ -15,7 +15,7 @@ from am_assets.ingest.adapters import (
     reasoning_gym_rows,
 )
 from am_assets.ingest.logic import clean_queries, drop_counts
-from am_assets.schema import normalize_text, query_id
+from am_assets.core.schema import normalize_text, query_id
 from resources.config import CleaningConfig, FieldMapping
 
 

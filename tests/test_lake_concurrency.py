@@ -147,7 +147,7 @@ def test_keyed_append_skips_present_keys_and_returns_its_version(tmp_path):
 
 def _run_cli(home: Path, n: int) -> list[subprocess.CompletedProcess]:
     env = dict(os.environ, DAGSTER_HOME=str(home))
-    procs = [subprocess.Popen([sys.executable, "-m", "am_distill_cli", "validate"], cwd=PROJECT_DIR, env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "am_distill.cli", "validate"], cwd=PROJECT_DIR, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
 

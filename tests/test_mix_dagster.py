@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from datasets import load_dataset
 
-from am_assets.partitions import shard_partitions, sync_dynamic_partitions, teacher_shard_partitions
+from am_assets.core.partitions import shard_partitions, sync_dynamic_partitions, teacher_shard_partitions
 from resources.config import shard_key
 from tests.conftest import shared
 
@@ -33,7 +33,7 @@ def _u(*parts) -> float:
 
 def real_queries() -> pl.DataFrame:
     """unique_queries rows (QUERY_SCHEMA + dedup columns) from GSM8K test and MBPP."""
-    from am_assets.schema import query_id
+    from am_assets.core.schema import query_id
 
     gsm = pl.read_ndjson(shared("gsm8k/test.jsonl")).head(N_MATH)
     mbpp = pl.read_ndjson(shared("code/mbpp.jsonl")).head(N_CODE)
@@ -285,7 +285,7 @@ def test_exports_round_trip_through_the_cli_and_re_ingest(project, instance, tmp
     build_everything(project, instance, tmp_path)
     mix = project.lake().read("training_mix")
     out = tmp_path / "again"
-    proc = subprocess.run([sys.executable, "-m", "am_distill_cli", "-c", str(project.config_path), "export",
+    proc = subprocess.run([sys.executable, "-m", "am_distill.cli", "-c", str(project.config_path), "export",
                            "--out", str(out)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     stage1 = mix.filter(pl.col("stage") == "stage1")

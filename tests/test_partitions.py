@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from am_assets.partitions import partition_dimensions
+from am_assets.core.partitions import partition_dimensions
 
 
 def test_partition_dimensions_from_a_plain_partition_tag():

@@ -140,7 +140,7 @@ def test_launch_one_teacher_partition_through_graphql_and_screenshot(project, da
     import dagster as dg
 
     from am_assets.distill.logic import eligible_queries
-    from am_assets.runner import materialize_all
+    from am_distill.cli.runner import materialize_all
 
     project.write({"shards": 2, "sources": [SOURCE], "teachers": [TEACHER]})
     defs = project.defs()

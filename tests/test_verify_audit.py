@@ -177,7 +177,7 @@ def _lake(project, queries, responses, audit_sample=50, max_failure_share=None):
         verification["max_failure_share"] = max_failure_share
     project.write({"shards": 1, "teachers": [{"name": "t1", "kind": "vllm"}], "verification": verification})
     lake = project.lake()
-    from am_assets.schema import QUERY_SCHEMA
+    from am_assets.core.schema import QUERY_SCHEMA
 
     lake.write_partition("unique_queries", pl.DataFrame(queries, schema={**QUERY_SCHEMA, **QUERY_EXTRA}),
                          {"shard": "s00"})
@@ -259,7 +259,7 @@ def test_health_check_fails_with_error_severity_when_a_verifier_cannot_answer(pr
 
 def test_runner_materializes_the_audit_and_reports_a_failed_health_check(project, instance):
     from am_assets.ingest.adapters import humaneval_rows
-    from am_assets.runner import materialize_all
+    from am_distill.cli.runner import materialize_all
 
     he = next(humaneval_rows(limit=1))
     queries = [_query("qc", "code", he["question"], tests=he["test_cases"]), _query("qm", "math", "6*7?", "42")]
@@ -274,7 +274,7 @@ def test_runner_materializes_the_audit_and_reports_a_failed_health_check(project
     assert project.lake().read("verifier_audit").height == 2
 
     # a changed audit setting makes only the audit stale (audit_settings is an observable source)
-    from am_assets.runner import stale_status
+    from am_distill.cli.runner import stale_status
     from sensors.registry import record_observations
 
     _lake(project, queries, responses, audit_sample=7)

@@ -89,7 +89,7 @@ def test_check_command_prints_one_verdict_per_row_in_order(tmp_path):
     ]
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "am_distill_cli", "check", str(path)], cwd=PROJECT_DIR,
+    proc = subprocess.run([sys.executable, "-m", "am_distill.cli", "check", str(path)], cwd=PROJECT_DIR,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -11,7 +11,7 @@ import pytest
 import reasoning_gym
 
 from am_assets.ingest.adapters import humaneval_rows
-from am_assets.schema import QUERY_SCHEMA
+from am_assets.core.schema import QUERY_SCHEMA
 from tests.conftest import materialize
 
 KEY = dg.MultiPartitionKey({"teacher": "t1", "shard": "s00"})

@@ -53,7 +53,7 @@ def test_skyt1_math500_verdicts_agree_with_the_files_scores():
     """
     import polars as pl
 
-    from am_assets.responses import parse_response
+    from am_assets.core.responses import parse_response
     from am_assets.verify.logic import verify_partition
     from resources.config import VerificationConfig
 

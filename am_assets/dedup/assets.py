@@ -6,8 +6,8 @@ from am_assets.dedup.bench_sources import benchmark_fingerprint, load_benchmark
 from am_assets.dedup.logic import contamination_summary, dedup_summary
 from am_assets.dedup.state import as_list_column, embed_with_cache, ensure_state, read_state, with_text_hash
 from am_assets.ingest.assets import clean_queries
-from am_assets.partitions import benchmark_partitions, shard_partitions, source_partitions
-from am_assets.versions import benchmark_versions, known_versions
+from am_assets.core.partitions import benchmark_partitions, shard_partitions, source_partitions
+from am_assets.core.versions import benchmark_versions, known_versions
 from resources.embedder import EmbedderResource
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource

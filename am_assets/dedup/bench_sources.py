@@ -17,7 +17,7 @@ import polars as pl
 from am_assets.ingest.adapters import FieldError, humaneval_rows, normalize_tests_fields, reasoning_gym_rows
 from am_assets.ingest.logic import ingest_source
 from am_assets.ingest.readers import RowError, read_records
-from am_assets.schema import QUERY_SCHEMA, query_id
+from am_assets.core.schema import QUERY_SCHEMA, query_id
 from resources.config import BenchmarkConfig, CleaningConfig, FieldMapping, FileSource
 
 BENCHMARK_SCHEMA = {**QUERY_SCHEMA, "item_id": pl.String, "benchmark": pl.String}

@@ -14,7 +14,7 @@ from collections import defaultdict
 import numpy as np
 import polars as pl
 
-from am_assets.schema import normalize_text
+from am_assets.core.schema import normalize_text
 
 METHOD_RANK = {"exact": 0, "ngram": 1, "embedding": 2}
 _WORD = re.compile(r"\w+")

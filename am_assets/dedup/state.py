@@ -26,7 +26,7 @@ import polars as pl
 from am_assets.dedup.decontam import find_contamination
 from am_assets.dedup.knn import similar_pairs
 from am_assets.dedup.logic import choose_representatives, cluster_texts, shard_column
-from am_assets.schema import QUERY_SCHEMA, normalize_text, text_hash
+from am_assets.core.schema import QUERY_SCHEMA, normalize_text, text_hash
 from resources.instance import file_lock
 
 CACHE_TABLE = "embedding_cache"

@@ -5,7 +5,7 @@ import dagster as dg
 
 from am_assets.difficulty.logic import (
     OUTCOME_COLUMNS, difficulty_table, level_counts, pass_rate_column, teachers_from_config)
-from am_assets.partitions import shard_partitions
+from am_assets.core.partitions import shard_partitions
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
 

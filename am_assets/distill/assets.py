@@ -3,8 +3,8 @@ import dagster as dg
 
 from am_assets.distill.generate import TABLE, fill_partition
 from am_assets.distill.logic import RETRYABLE, eligible_queries, summary
-from am_assets.partitions import partition_dimensions, teacher_partitions, teacher_shard_partitions
-from am_assets.versions import known_versions, teacher_versions
+from am_assets.core.partitions import partition_dimensions, teacher_partitions, teacher_shard_partitions
+from am_assets.core.versions import known_versions, teacher_versions
 from resources.engines import engines_in_use
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource

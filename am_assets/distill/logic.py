@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from am_assets.responses import Parsed, parse_response, truncation  # noqa: F401 - re-exported
+from am_assets.core.responses import Parsed, parse_response, truncation  # noqa: F401 - re-exported
 
 RETRYABLE = "retryable_errors"  # the materialization metadata entry the retry condition reads
 

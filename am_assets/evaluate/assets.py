@@ -6,9 +6,9 @@ import dagster as dg
 import polars as pl
 
 from am_assets.evaluate.logic import conversations, item_table, samples_frame, score_samples, summary_row
+from am_assets.core.render import png_markdown
 from am_assets.evaluate.report import comparison, comparison_markdown, comparison_png, regressions
-from am_assets.partitions import model_benchmark_partitions, partition_dimensions
-from am_assets.train.logic import png_markdown
+from am_assets.core.partitions import model_benchmark_partitions, partition_dimensions
 from am_assets.train.registry import eval_models, read_registry
 from resources.engines import engines_in_use, get_engine
 from resources.judge import JudgeResource

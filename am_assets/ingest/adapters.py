@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 from am_assets.ingest import choices
 from am_assets.ingest.fields import _MISSING, FieldError, get_path  # noqa: F401 - re-exported
 from am_assets.ingest.test_layouts import _json_value, normalize_tests, normalize_tests_fields  # noqa: F401
-from am_assets.verify.math_worker import last_boxed  # one implementation: the worker's (stdlib only)
+from am_assets.core.boxed import last_boxed  # one implementation: the worker's (stdlib only)
 from resources.config import CATEGORIES, FieldMapping
 
 

@@ -20,7 +20,7 @@ from am_assets.ingest.containers import expand
 from am_assets.ingest.select import SelectionStats, filter_records, sampled_in
 from am_assets.ingest.readers import (RowError, SourceFileError, check_readable, csv_header, detect_format,
                                      read_records)
-from am_assets.schema import QUERY_SCHEMA, REJECTED_SCHEMA, query_id
+from am_assets.core.schema import QUERY_SCHEMA, REJECTED_SCHEMA, query_id
 from resources.config import CleaningConfig, FileSource, HumanEvalSource, ReasoningGymSource
 
 

@@ -1,5 +1,5 @@
 """Test cases in the layouts public code datasets use, normalized to our `test_cases` JSON
-(am_assets/schema.py TEST_CASE_TYPES; docs/verify.md, "Code test layouts")."""
+(am_assets/core/schema.py TEST_CASE_TYPES; docs/verify.md, "Code test layouts")."""
 
 from __future__ import annotations
 

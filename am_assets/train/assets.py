@@ -9,8 +9,9 @@ import dagster as dg
 import polars as pl
 
 from am_assets.train.logic import (COMPLETE_MARKER, grad_accumulation, launch_command, loss_curve_png,
-                                   mix_data_version, model_id, model_key, png_markdown, to_sft_records,
+                                   mix_data_version, model_id, model_key, to_sft_records,
                                    total_steps)
+from am_assets.core.render import png_markdown
 from am_assets.train.registry import REGISTRY_TABLE, read_registry, registry_row, sync_model_partitions
 from resources.lake import LakeResource
 from resources.models import resolve_model

@@ -130,12 +130,6 @@ def loss_curve_png(history: list[dict[str, Any]], title: str = "") -> bytes:
     return buf.getvalue()
 
 
-def png_markdown(png: bytes, alt: str) -> str:
-    import base64
-
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
-
-
 def launch_command(python: str, launcher: str, num_processes: int, spec_path: Path,
                    accelerate_config: Path | None = None) -> list[str]:
     """The training process command: plain python, or accelerate (multi-GPU, DeepSpeed/FSDP config)."""

@@ -2,7 +2,7 @@
 import dagster as dg
 import polars as pl
 
-from am_assets.partitions import partition_dimensions, teacher_shard_partitions
+from am_assets.core.partitions import partition_dimensions, teacher_shard_partitions
 from am_assets.verify.health import health_metadata, health_verdict, verifier_health
 from am_assets.verify.logic import OUTCOME_SCHEMA, summary, verify_partition
 from resources.engines import engines_in_use

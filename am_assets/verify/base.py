@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from am_assets.responses import parse_response, truncation
+from am_assets.core.responses import parse_response, truncation
 
 # `truncated`: the response was cut off (finish_reason length, an unclosed thinking part, an import with no
 # answer part): a verdict (score 0, never a pass), unlike the verifier failures timeout / verifier_error.
@@ -30,7 +30,7 @@ def no_reference(what: str) -> Verdict:
 
 
 def answer_part(answer: str | None, response: str | None) -> str:
-    """The answer part of a response (am_assets/responses.py); the `answer` column when there is no
+    """The answer part of a response (am_assets/core/responses.py); the `answer` column when there is no
     response text. Empty when there is none (a cut-off thought has no answer part)."""
     if response:
         return parse_response(response).answer or ""

@@ -1,7 +1,7 @@
 """Code verifier: the last fenced code block of the answer, run against the query's first N tests in
 the sandbox; score = passed / total (or 1 only when all pass: `verification.code_score`).
 
-`test_cases` layouts (am_assets/schema.py): check (HumanEval `check(candidate)`: one test), asserts
+`test_cases` layouts (am_assets/core/schema.py): check (HumanEval `check(candidate)`: one test), asserts
 (MBPP: each assert is a test), functional (each case is a call compared with the expected value),
 test_code (AM 1.4M: one test), stdio (each case is its own run with that stdin), unknown (ingest could
 not tell stdin from functional: a verifier_error with its reason).

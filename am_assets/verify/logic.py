@@ -23,7 +23,7 @@ from typing import Callable
 
 import polars as pl
 
-from am_assets.responses import parse_response
+from am_assets.core.responses import parse_response
 from am_assets.verify import choice, code_tests, ifeval, rgym
 from am_assets.verify.base import Verdict, answer_part, no_reference, truncated_verdict
 from am_assets.verify.math_pool import get_pool

@@ -16,26 +16,18 @@ FALLBACKS = ("none", "answer_statement", "answer_statement_tail")
 TAIL_LINES = 3  # an untagged response: a stated answer counts only in its last lines (its conclusion)
 
 
-def last_boxed(text: str) -> str | None:
-    """The content of the last \\boxed{...} (or \\fbox{...}) with balanced braces, or None."""
-    if not text:
-        return None
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    while start >= 0:
-        i = text.find("{", start)
-        if i >= 0 and text[start:i].strip() in ("\\boxed", "\\fbox"):
-            depth = 0
-            for j in range(i, len(text)):
-                if text[j] == "{":
-                    depth += 1
-                elif text[j] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        return text[i + 1:j].strip()
-        if start == 0:
-            break
-        start = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start))
-    return None
+def _load_boxed():
+    # a plain script (python -I) cannot import the packages: load the one implementation by path
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "core", "boxed.py")
+    spec = importlib.util.spec_from_file_location("_am_boxed", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.last_boxed
+
+
+last_boxed = _load_boxed()
 
 
 # "The final answer is X", "Answer: X", "answer = X": the last one in the answer part.

@@ -11,7 +11,7 @@ import functools
 import json
 
 from am_assets.verify.base import Verdict, no_reference
-from am_assets.verify.math_worker import last_boxed
+from am_assets.core.boxed import last_boxed
 
 NAME = "reasoning-gym"
 

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]  # the repository root (am_distill/cli/main.py)
 
 
 def _setup_env() -> None:
@@ -41,7 +41,7 @@ def _setup_env() -> None:
 def cmd_demo(args) -> None:
     import dagster as dg
 
-    from am_assets.runner import materialize_all
+    from am_distill.cli.runner import materialize_all
     from definitions import build_defs
 
     defs = build_defs(args.config)
@@ -75,7 +75,7 @@ def summary(defs) -> str:
 
 
 def cmd_materialize(args) -> None:
-    from am_assets.runner import materialize_all
+    from am_distill.cli.runner import materialize_all
 
     import dagster as dg
 
@@ -87,7 +87,7 @@ def cmd_materialize(args) -> None:
 
 
 def cmd_backfill(args) -> None:
-    from am_assets.runner import materialize_all
+    from am_distill.cli.runner import materialize_all
 
     import dagster as dg
 
@@ -105,7 +105,7 @@ def cmd_backfill(args) -> None:
 
 
 def cmd_lineage(args) -> None:
-    from am_assets.lineage import render, trace
+    from am_assets.core.lineage import render, trace
     from definitions import build_defs
 
     lake = build_defs(args.config).resources["lake"]
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     ex.add_argument("--out", help="folder (default: mix.export_dir)")
     ex.set_defaults(fn=cmd_export)
     args = parser.parse_args(argv)
-    from am_assets.runner import MaterializationFailed
+    from am_distill.cli.runner import MaterializationFailed
     from resources.config import ConfigError
 
     try:

@@ -1,0 +1,1 @@
+"""`am-distill`: the CLI and its runner. The only layer that uses `sensors` outside Dagster itself."""

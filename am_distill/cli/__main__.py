@@ -1,0 +1,3 @@
+from am_distill.cli.main import main
+
+main()
