@@ -323,7 +323,7 @@ class ImportEngine(Engine):
     kind = "import"
 
     def __init__(self, cfg: ImportTeacher):
-        from am_assets.schema import text_hash
+        from am_assets.core.schema import text_hash
 
         self.cfg = cfg
         self.model = cfg.model
