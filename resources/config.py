@@ -195,6 +195,9 @@ class CleaningConfig(Strict):
 
 
 class EmbedderConfig(Strict):
+    # sentence_transformers: MiniLM (default), bge-m3, gte, ...; model2vec: a static embedder (CPU-fast),
+    # by default distilled offline from the packaged MiniLM (docs/dedup.md has the recall figures)
+    kind: Literal["sentence_transformers", "model2vec"] = "sentence_transformers"
     model: str = "all-MiniLM-L6-v2"  # the packaged default, or a local folder (bge-m3, gte, ...)
     batch_size: int = Field(default=64, gt=0)
     device: str = "cpu"
@@ -208,6 +211,10 @@ class DedupConfig(Strict):
     exact_index_max: int = Field(default=50_000, gt=0)  # above: approximate index (flat all-vs-all is quadratic)
     approx_index: Literal["ivf", "hnsw"] = "ivf"
     nprobe: int = Field(default=16, gt=0)  # IVF cells searched per query (hnsw: efSearch = 4 * nprobe)
+    # MinHash-LSH pre-pass: a text that is a near-exact duplicate (word-bigram Jaccard >= near_exact_jaccard,
+    # same numbers) of another text of its source borrows that text's embedding instead of being embedded
+    near_exact: bool = True
+    near_exact_jaccard: float = Field(default=0.8, gt=0, le=1)
 
 
 class DecontaminationConfig(Strict):

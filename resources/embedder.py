@@ -70,30 +70,66 @@ def load_model(model: str, device: str):
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """Normalized float32 sentence embeddings; `model` is the packaged default or a local folder."""
+    """Normalized float32 sentence embeddings; `model` is the packaged default or a local folder.
+
+    `kind`: `sentence_transformers` (MiniLM, bge-m3, gte; batch size and device from config) or
+    `model2vec` (a static embedder: the default is distilled offline from the packaged MiniLM,
+    resources/static_embedder.py; CPU only, much faster, slightly lower recall: docs/dedup.md).
+    """
 
     model: str = DEFAULT_EMBEDDER
+    kind: str = "sentence_transformers"
     batch_size: int = 64
     device: str = "cpu"
 
+    def _static_path(self) -> Path:
+        from resources.static_embedder import resolve_static_path
+
+        return resolve_static_path(self.model, (DEFAULT_EMBEDDER, "default"))
+
     def embedder_id(self) -> str:
+        if self.kind == "model2vec":
+            from resources.static_embedder import static_embedder_id
+
+            return static_embedder_id(self._static_path())
         return embedder_id(self.model)
 
+    def _load(self):
+        if self.kind == "model2vec":
+            from resources.static_embedder import load_static
+
+            key = (str(self._static_path()), "model2vec")
+            with _LOCK:
+                if key not in _MODELS:
+                    _MODELS[key] = load_static(Path(key[0]))
+                return _MODELS[key]
+        if self.kind != "sentence_transformers":
+            raise ValueError(f"dedup.embedder.kind: {self.kind!r} is not sentence_transformers or model2vec")
+        return load_model(self.model, self.device)
+
     def dimension(self) -> int:
-        m = load_model(self.model, self.device)
+        m = self._load()
+        if self.kind == "model2vec":
+            return int(m.dim)
         get = getattr(m, "get_embedding_dimension", None) or m.get_sentence_embedding_dimension
         return int(get())
 
     def encode(self, texts: list[str], progress=None, every: int = 2000) -> np.ndarray:
         """(len(texts), dim) float32, L2-normalized. `progress(done, total)` is called between chunks."""
-        m = load_model(self.model, self.device)
+        m = self._load()
         if not texts:
             return np.zeros((0, self.dimension()), dtype=np.float32)
         out = []
+        static = self.kind == "model2vec"
+        every = every * 25 if static else every  # a static model embeds ~50k texts/s: report less often
         for start in range(0, len(texts), every):
             chunk = texts[start:start + every]
-            emb = m.encode(chunk, batch_size=self.batch_size, normalize_embeddings=True,
-                           convert_to_numpy=True, show_progress_bar=False)
+            if static:  # its own batching (1024) and process pool; rows come back L2-normalized
+                emb = m.encode(chunk, show_progress_bar=False, use_multiprocessing=False)
+                emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)  # fp16 weights
+            else:
+                emb = m.encode(chunk, batch_size=self.batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False)
             out.append(np.asarray(emb, dtype=np.float32))
             if progress is not None:
                 progress(min(start + every, len(texts)), len(texts))
@@ -105,4 +141,5 @@ def embedder_from_config(ec, config_path) -> EmbedderResource:
     model = ec.model
     if model not in (DEFAULT_EMBEDDER, "default") and not Path(model).expanduser().is_absolute():
         model = str((Path(config_path).resolve().parent / model).resolve())
-    return EmbedderResource(model=model, batch_size=ec.batch_size, device=ec.device)
+    return EmbedderResource(model=model, kind=getattr(ec, "kind", "sentence_transformers"), batch_size=ec.batch_size,
+                            device=ec.device)

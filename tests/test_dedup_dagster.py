@@ -40,6 +40,7 @@ def _materialize_all(project, instance, sources, benchmarks=(), embed=True):
                                  partition_key=s)
     for b in benchmarks:
         materialize(defs, instance, ["benchmarks"], partition_key=b)
+    results["dedup_clusters"] = materialize(defs, instance, ["dedup_clusters"])
     shard_results = [materialize(defs, instance, ["unique_queries"], partition_key=k) for k in project.cfg().shard_keys()]
     return results, shard_results
 
@@ -90,8 +91,10 @@ def test_stability_and_incremental_embedding(project, instance, tmp_path):
     project.write({"shards": 8, "sources": sources})
     results, shards = _materialize_all(project, instance, ["a"])
     assert _meta(results["a"], "query_embeddings")["embedded_new"].value == 60
-    computed = [_meta(r, "unique_queries")["computed_global_state"].value for r in shards]
-    assert computed == [True] + [False] * 7  # the global dedup ran once for the 8 shards
+    # the global dedup ran once (the dedup_clusters asset) for the 8 shards, which only take their rows
+    assert _meta(results["dedup_clusters"], "dedup_clusters")["recomputed"].value
+    assert {_meta(r, "unique_queries")["dedup_clusters_version"].value for r in shards} == {project.lake().version(
+        "dedup_clusters")}
     first = _unique(project)
     reps_before = set(first.filter("representative").select("source", "query_id").iter_rows())
     assert len(reps_before) == 60
@@ -99,9 +102,11 @@ def test_stability_and_incremental_embedding(project, instance, tmp_path):
 
     # nothing changed: the state is reused and every shard keeps its data version
     defs = project.defs()
+    table_version = project.lake().version("dedup_clusters")
+    assert not _meta(materialize(defs, instance, ["dedup_clusters"]), "dedup_clusters")["recomputed"].value
+    assert project.lake().version("dedup_clusters") == table_version  # nothing rewritten
     again = [materialize(defs, instance, ["unique_queries"], partition_key=k) for k in project.cfg().shard_keys()]
     assert [r.asset_materializations_for_node("unique_queries")[0].tags["dagster/data_version"] for r in again] == versions
-    assert not any(_meta(r, "unique_queries")["computed_global_state"].value for r in again)
 
     # the same file under a second name: nothing new to embed, no new representative
     sources.append({"name": "a_copy", "kind": "file", "path": a, **GSM})
@@ -125,8 +130,9 @@ def test_stability_and_incremental_embedding(project, instance, tmp_path):
     reps_after = set(uq.filter("representative").select("source", "query_id").iter_rows())
     assert reps_before <= reps_after
     assert {s for s, _ in reps_after - reps_before} == {"b"} and len(reps_after) == 100
-    meta = _meta(shards[0], "unique_queries")
+    meta = _meta(results["dedup_clusters"], "dedup_clusters")
     assert meta["global"].value["duplicates_removed_by_source"] == {"a_copy": 60, "b": 20}
+    assert meta["stats"].value["new_texts"] == 40  # the kNN searched the 40 new texts only
     # 60 + 60 + 60 rows, each written by exactly one shard
     assert uq.height == 180 and uq.group_by("shard").len()["len"].sum() == 180
 
@@ -152,7 +158,7 @@ def test_math500_is_flagged_inside_math_test5000(project, instance):
         "benchmarks": [{"name": "math500", "path": str(shared("math/math500_test.jsonl")), "category": "math",
                         "mapping": {"question": "problem", "answer": "answer", "id": "unique_id"}}],
     })
-    _, shards = _materialize_all(project, instance, ["math_test"], ["math500"], embed=False)
+    results, shards = _materialize_all(project, instance, ["math_test"], ["math500"], embed=False)
     lake = project.lake()
     bench = lake.scan("benchmarks", {"benchmark": "math500"}).collect()
     assert bench.height == 500 and bench["reference_answer"].null_count() == 0
@@ -171,7 +177,7 @@ def test_math500_is_flagged_inside_math_test5000(project, instance):
     assert set(exact["query_id"]) == set(in_math["query_id"])
     items = {e["item_id"] for s in exact["contaminated_by"] for e in json.loads(s) if e["method"] == "exact"}
     assert items == set(bench["item_id"])
-    counts = _meta(shards[-1], "unique_queries")["contaminated_by_benchmark_method"].value
+    counts = _meta(results["dedup_clusters"], "dedup_clusters")["contaminated_by_benchmark_method"].value
     assert counts["math500"]["exact"] == 500
     usable = uq.filter(pl.col("representative") & pl.col("contaminated_by").is_null())
     assert not usable["query_id"].is_in(bench["query_id"].implode()).any()

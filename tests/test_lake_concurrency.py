@@ -61,20 +61,20 @@ class FakeEmbedder:
 
 
 def cache_texts(worker: int) -> pl.DataFrame:
-    from am_assets.dedup.state import with_text_hash
+    from am_assets.dedup.embeddings import with_text_hash
 
     texts = [f"question {i}" for i in range(worker * 300, worker * 300 + 900)]  # overlaps the next 2 workers
     return with_text_hash(pl.DataFrame({"question": texts}))
 
 
 def fill_cache(root: str, worker: int) -> None:
-    from am_assets.dedup.state import embed_with_cache
+    from am_assets.dedup.embeddings import embed_with_cache
 
     embed_with_cache(LakeResource(root=root), FakeEmbedder(), cache_texts(worker))
 
 
 def warm_up(root: str, worker: int) -> None:
-    import am_assets.dedup.state  # noqa: F401  (imports outside the raced window)
+    import am_assets.dedup.embeddings  # noqa: F401  (imports outside the raced window)
 
 
 def _task(args):

@@ -1,0 +1,119 @@
+"""Near-exact duplicates before embedding: a strong-normalization hash plus MinHash-LSH (rensa).
+
+A text whose word bigrams overlap another's with Jaccard >= a threshold AND that carries the same
+numbers is a near-exact duplicate: it is not embedded, it borrows the other text's embedding (and
+dedup_clusters links the two). The number check matters for math: "5 apples" and "7 apples" are
+different problems with near-identical wording.
+
+MinHash signatures come from `rensa` (Rust; batched digests, ~76k texts/s here); LSH banding and
+candidate grouping are a few numpy/Polars lines over its digest matrix, and every candidate pair is
+verified with the exact Jaccard of the two shingle sets, so LSH only decides what is compared.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+
+from am_assets.dedup.logic import UnionFind
+
+NUM_PERM = 128
+BANDS = 16  # 16 bands x 8 rows: a pair at Jaccard 0.8 is a candidate with p ~0.95, at 0.9 ~1.0
+SEED = 1
+_WORD = re.compile(r"[^\W_]+")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def strong_key(text: str) -> str:
+    """Case, punctuation and spacing removed: 'What is 2+2?' and 'what is 2 + 2' share a key."""
+    return " ".join(_WORD.findall(text.casefold()))
+
+
+def shingles(text: str) -> set[str]:
+    """Word bigrams of the strongly normalized text (one unigram for a one-word text)."""
+    w = _WORD.findall(text.casefold())
+    if len(w) < 2:
+        return set(w)
+    return {f"{a} {b}" for a, b in zip(w, w[1:])}
+
+
+def numbers(text: str) -> tuple[str, ...]:
+    return tuple(sorted(_NUMBER.findall(text)))
+
+
+def signatures(sets: list[set[str]]) -> np.ndarray:
+    """(n, NUM_PERM) uint32 MinHash digests."""
+    import rensa
+
+    if not sets:
+        return np.zeros((0, NUM_PERM), np.uint32)
+    matrix = rensa.RMinHash.digest_matrix_from_token_sets([sorted(s) or [""] for s in sets], NUM_PERM, SEED)
+    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(sets), NUM_PERM)
+
+
+def band_keys(sigs: np.ndarray, bands: int = BANDS) -> np.ndarray:
+    """(n, bands) uint64: one hash per band of rows (FNV-style mix of the band's digests)."""
+    n, perm = sigs.shape
+    r = perm // bands
+    x = sigs[:, :bands * r].reshape(n, bands, r).astype(np.uint64)
+    h = np.full((n, bands), np.uint64(1469598103934665603))
+    with np.errstate(over="ignore"):
+        for j in range(r):
+            h = (h ^ x[:, :, j]) * np.uint64(1099511628211)
+    return h
+
+
+def candidate_pairs(keys: np.ndarray, extra: list[str]) -> np.ndarray:
+    """(m, 2) index pairs i < j sharing a band key or the same `extra` key (strong normalization)."""
+    n, bands = keys.shape
+    idx = np.arange(n, dtype=np.int64)
+    df = pl.concat([
+        pl.DataFrame({"i": np.repeat(idx, bands), "band": np.tile(np.arange(bands, dtype=np.int64), n),
+                      "k": keys.ravel()}),
+        pl.DataFrame({"i": idx, "band": np.full(n, bands, np.int64),
+                      "k": pl.Series(extra, dtype=pl.String).hash(seed=SEED)}),
+    ])
+    groups = df.group_by("band", "k").agg(pl.col("i").unique().sort()).filter(pl.col("i").list.len() > 1)
+    # pairs: each member with the group's first member (enough for connectivity, linear in group size)
+    pairs = groups.select(a=pl.col("i").list.first(), b=pl.col("i").list.slice(1)).explode("b").unique()
+    if pairs.height == 0:
+        return np.zeros((0, 2), np.int64)
+    return pairs.select("a", "b").to_numpy().astype(np.int64)
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def near_exact_anchor(texts: list[str], threshold: float, preferred: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """For each text, the index of the text whose embedding it may use (itself when it must be embedded).
+
+    Components of verified near-exact pairs share one anchor: a `preferred` member (e.g. already
+    embedded) if there is one, else the lowest index. Returns (anchor indices, verified pairs).
+    """
+    n = len(texts)
+    anchor = np.arange(n, dtype=np.int64)
+    if n < 2:
+        return anchor, 0
+    sets = [shingles(t) for t in texts]
+    nums = [numbers(t) for t in texts]
+    pairs = candidate_pairs(band_keys(signatures(sets)), [strong_key(t) for t in texts])
+    uf = UnionFind(n)
+    verified = 0
+    for a, b in pairs.tolist():
+        if nums[a] == nums[b] and (strong_key(texts[a]) == strong_key(texts[b]) or jaccard(sets[a], sets[b]) >= threshold):
+            uf.union(a, b)
+            verified += 1
+    roots = uf.roots()
+    pref = preferred if preferred is not None else np.zeros(n, bool)
+    # per component: first preferred member, else the lowest index
+    order = np.lexsort((np.arange(n), ~pref, roots))
+    first_of_root: dict[int, int] = {}
+    for i in order.tolist():
+        first_of_root.setdefault(int(roots[i]), i)
+    anchor = np.array([first_of_root[int(r)] for r in roots], dtype=np.int64)
+    return anchor, verified
