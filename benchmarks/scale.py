@@ -1,0 +1,192 @@
+"""The whole graph up to training_mix at scale: synthetic queries, import teachers, a temp lake.
+
+    .venv/bin/python -m benchmarks.scale --queries 50000 --teachers 2 --samples 4 [--shards 64]
+        [--semantic] [--keep DIR]
+
+Generates N word problems with numeric answers (3% planted exact duplicates, 3% paraphrases) plus 1%
+more for the incremental step, and one import-teacher file per teacher with n responses per query
+(right or wrong by a per-query skill, so pass rates and CV vary). Then, in a fresh process, builds
+every asset up to training_mix through the project's runner (what `am-distill materialize` runs, on a
+Dagster instance in a temp DAGSTER_HOME) and prints: seconds and peak RSS per asset, Delta files per
+table, the no-op re-run time, and the time to add a source of +1% queries (the teacher files already
+hold their responses, as when importing a released dataset).
+
+Peak RSS per asset is sampled (every 50 ms) over this process and its children while that asset's
+partitions run; `overall peak RSS` is the process's own high-water mark (getrusage).
+Semantic dedup is off unless --semantic (its embedding cost is issue 18 item 1, benchmarks.dedup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import resource
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks._util import run_measured
+
+TARGET_ASSET = "training_mix"
+
+
+def write_project(root: Path, queries: int, teachers: int, samples: int, shards: int, semantic: bool,
+                  seed: int = 0) -> dict:
+    from benchmarks.scale_data import make_queries, write_jsonl, write_teacher_files
+
+    base = make_queries(queries, seed)
+    extra = make_queries(max(1, queries // 100), seed + 1000, start=10 * queries + 1)
+    write_jsonl(root / "base.jsonl", base)
+    write_jsonl(root / "extra.jsonl", extra)
+    paths = write_teacher_files(root, base + extra, teachers, samples, seed)
+    source = {"kind": "file", "category": "math", "mapping": {"question": "question", "answer": "answer"}}
+    config = {
+        "lake_root": str(root / "lake"), "shards": shards,
+        "sources": [{"name": "base", "path": str(root / "base.jsonl"), **source}],
+        "benchmarks": [{"name": "heldout", "kind": "reasoning_gym", "datasets": ["basic_arithmetic"], "count": 20,
+                        "samples": 1, "max_tokens": 8}],
+        "teachers": [{"name": f"t{t}", "kind": "import", "path": str(p), "sampling": {"n": samples}}
+                     for t, p in enumerate(paths)],
+        "dedup": {"semantic": semantic},
+        "verification": {"sandbox": "local"},
+        "mix": {"export_dir": str(root / "exports")},
+        "training": {"models_dir": str(root / "models")},
+    }
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(config))
+    config["sources"].append({"name": "extra", "path": str(root / "extra.jsonl"), **source})
+    (root / "pipeline_plus1.yaml").write_text(yaml.safe_dump(config))
+    return {"queries": len(base), "extra": len(extra), "responses": len(base) * teachers * samples}
+
+
+class RssSampler:
+    """Peak RSS (this process + children) per asset, the asset named by the runner's log lines."""
+
+    def __init__(self, interval: float = 0.05):
+        import psutil
+
+        self.proc, self.interval = psutil.Process(), interval
+        self.current: str | None = None
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int:
+        total = self.proc.memory_info().rss
+        for child in self.proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except Exception:  # exited between listing and reading
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.current:
+                self.peaks[self.current] = max(self.peaks.get(self.current, 0), self.rss())
+
+    def log(self, line: str) -> None:
+        m = re.match(r"\[(\w+)\]", line)
+        if m:
+            self.current = m.group(1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def delta_files(lake_root: Path) -> dict[str, tuple[int, int]]:
+    """table -> (files in the current version, parquet files on disk incl. older versions)."""
+    from deltalake import DeltaTable
+
+    out = {}
+    for d in sorted(p for p in lake_root.iterdir() if (p / "_delta_log").is_dir()):
+        out[d.name] = (len(DeltaTable(str(d)).file_uris()), sum(1 for _ in d.rglob("*.parquet")))
+    return out
+
+
+def upstream_names(defs) -> list[str]:
+    import dagster as dg
+
+    graph = defs.resolve_asset_graph()
+    keys = dg.AssetSelection.assets(TARGET_ASSET).upstream().resolve(graph)
+    return sorted(k.to_user_string() for k in keys if graph.get(k).is_materializable)
+
+
+def build(root: str) -> None:
+    """Runs in a fresh process: first build, no-op re-run, +1% queries."""
+    import dagster as dg
+
+    from am_distill.cli.runner import materialize_all
+    from definitions import build_defs
+    from resources.instance import prepare_home
+
+    # Dagster's per-step DEBUG lines would drown the figures (and cost time at 64 x T partitions)
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    root_p = Path(root)
+    home = root_p / "dagster_home"
+    os.environ["DAGSTER_HOME"] = str(home)
+    prepare_home(home, Path(__file__).resolve().parent.parent / "scripts" / "dagster.yaml")
+
+    def run(config: str, label: str) -> float:
+        defs = build_defs(root_p / config)
+        select = upstream_names(defs)
+        with dg.DagsterInstance.get() as instance, RssSampler() as rss:
+            start = time.perf_counter()
+            report = materialize_all(defs, instance, select=select, log=rss.log)
+            total = time.perf_counter() - start
+        print(f"{label}: total {total:,.1f} s, {len(report.ran)} partitions ran", flush=True)
+        for name in select:
+            if name in report.seconds or name in rss.peaks:
+                print(f"{label}: {name}: {report.seconds.get(name, 0.0):,.1f} s, {len(report.partitions(name))} "
+                      f"partitions, peak RSS {rss.peaks.get(name, 0) / 2**20:,.0f} MiB", flush=True)
+        return total
+
+    first = run("pipeline.yaml", "first build")
+    for table, (active, on_disk) in delta_files(root_p / "lake").items():
+        print(f"Delta files: {table}: {active} in the current version, {on_disk} on disk", flush=True)
+    noop = run("pipeline.yaml", "no-op re-run")
+    print(f"no-op re-run: {noop:,.1f} s (target < 30 s)", flush=True)
+    plus = run("pipeline_plus1.yaml", "+1% queries")
+    print(f"+1% queries rebuild: {plus:,.1f} s = {100 * plus / first:.1f}% of the first build (target < 5%)",
+          flush=True)
+    print(f"overall peak RSS of the build process: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:,.2f} GiB", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--teachers", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--semantic", action="store_true", help="semantic dedup on (embeds every query)")
+    parser.add_argument("--keep", help="build in this folder and keep it (default: a temp folder)")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="am-scale-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        start = time.perf_counter()
+        sizes = write_project(root, args.queries, args.teachers, args.samples, args.shards, args.semantic)
+        print(f"generated {sizes['queries']:,} queries (+{sizes['extra']:,} for the incremental step), "
+              f"{sizes['responses']:,} responses, {args.shards} shards in {time.perf_counter() - start:,.1f} s",
+              flush=True)
+        _, seconds, peak = run_measured(build, str(root))
+        print(f"benchmark process: {seconds:,.1f} s, peak RSS {peak / 2**30:,.2f} GiB", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
