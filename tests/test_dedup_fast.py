@@ -1,0 +1,143 @@
+"""The fast CPU dedup path: MinHash near-exact pre-pass, the model2vec static embedder, and the
+dedup_clusters asset's incremental behaviour (what is embedded and searched when a source is added)."""
+
+import glob
+import json
+import os
+import random
+import tempfile
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import pytest
+
+from am_assets.dedup.nearexact import near_exact_anchor
+from resources.embedder import EmbedderResource
+from tests.conftest import materialize, shared
+
+GSM = {"mapping": {"question": "question", "answer": "answer", "answer_format": "gsm8k"}, "category": "math"}
+
+
+def _gsm(start, stop):
+    with open(shared("gsm8k/test.jsonl")) as f:
+        return [json.loads(line)["question"] for line in f.readlines()[start:stop]]
+
+
+def test_minhash_prepass_merges_near_exact_duplicates_only():
+    q = _gsm(0, 40)
+    texts = q + [
+        "question: " + q[0].upper().replace("?", ""),      # 40: case, punctuation, a prefix -> near-exact of 0
+        q[1].replace("How many", "how  many") + "  ",       # 41: spacing/case only -> near-exact of 1
+        q[2].replace("80,000", "90,000"),                    # 42: other numbers: a different problem
+        "Rewrite: " + " ".join(reversed(q[3].split())),      # 43: same words, other order: not near-exact
+    ]
+    anchor, verified = near_exact_anchor(texts, 0.8)
+    assert anchor[40] == 0 and anchor[41] == 1
+    assert anchor[42] == 42 and anchor[43] == 43
+    assert (anchor[:40] == np.arange(40)).all()  # 40 distinct GSM8K questions stay apart
+    assert verified == 2
+    # an already embedded member is preferred as the anchor (its vector exists)
+    preferred = np.zeros(len(texts), bool)
+    preferred[40] = True
+    anchor, _ = near_exact_anchor(texts, 0.8, preferred)
+    assert anchor[0] == 40 and anchor[40] == 40
+
+
+def _recall(vecs, n):
+    """Share of pairs (i, n + i) with cosine >= 0.9 through the real kNN (as dedup_clusters does)."""
+    from am_assets.dedup.knn import similar_pairs
+
+    a, b, _ = similar_pairs(vecs, np.arange(len(vecs)), 0.9, 10, 50_000)
+    found = {(int(x), int(y)) for x, y in zip(a, b)}
+    return np.mean([(i, n + i) in found for i in range(n)])
+
+
+def test_model2vec_loads_the_local_distilled_copy_and_agrees_with_minilm():
+    from benchmarks.dedup_recall import paraphrase
+    from resources.models import models_root
+    from resources.static_embedder import DISTILLED_NAME
+
+    static = EmbedderResource(kind="model2vec")
+    assert static.embedder_id().startswith(DISTILLED_NAME)
+    assert (models_root() / DISTILLED_NAME / "model.safetensors").is_file()  # built once, loaded from disk
+    assert not glob.glob(str(models_root() / f"{DISTILLED_NAME}.partial-*"))
+    rng = random.Random(0)
+    originals = _gsm(100, 160)
+    texts = originals + [paraphrase(q, rng) for q in originals]
+    sv = static.encode(texts)
+    assert sv.shape == (120, 256) and np.allclose(np.linalg.norm(sv, axis=1), 1, atol=1e-4)
+    mv = EmbedderResource().encode(texts)
+    static_recall, minilm_recall = _recall(sv, 60), _recall(mv, 60)
+    # benchmarks/dedup_recall.py (docs/dedup.md): MiniLM ~0.95+, model2vec a few points lower
+    assert minilm_recall >= 0.9 and static_recall >= 0.8, (minilm_recall, static_recall)
+    assert static_recall >= minilm_recall - 0.15
+    # distinct questions stay apart: no unrelated pair of originals over the threshold
+    sims = sv[:60] @ sv[:60].T
+    assert (sims[np.triu_indices(60, 1)] < 0.9).mean() > 0.99
+
+
+class CountingEmbedder(EmbedderResource):
+    """The real static embedder; records how many texts each encode call got."""
+
+    calls: ClassVar[list[int]] = []
+
+    def encode(self, texts, progress=None, every=2000):
+        CountingEmbedder.calls.append(len(texts))
+        return super().encode(texts, progress, every)
+
+
+def test_dedup_clusters_asset_is_incremental_and_lock_free(project, instance, tmp_path):
+    import dagster as dg
+
+    lock_glob = os.path.join(tempfile.gettempdir(), "am-distill-dedup-*.lock")
+    locks_before = set(glob.glob(lock_glob))
+    q = _gsm(0, 45)
+    a = tmp_path / "a.jsonl"
+    a.write_text("".join(json.dumps({"question": t, "answer": "#### 1"}) + "\n" for t in q[:30])
+                 + json.dumps({"question": "Question: " + q[0].replace("?", ""), "answer": "#### 1"}) + "\n")
+    b = tmp_path / "b.jsonl"
+    b.write_text("".join(json.dumps({"question": t, "answer": "#### 1"}) + "\n" for t in q[25:45]))
+    sources = [{"name": "a", "kind": "file", "path": str(a), **GSM}]
+    project.write({"shards": 2, "sources": sources, "dedup": {"embedder": {"kind": "model2vec"}}})
+
+    def run(names):
+        base = project.defs()
+        defs = dg.Definitions(assets=list(base.assets), resources={**base.resources, "embedder": CountingEmbedder(
+            kind="model2vec")})
+        for s in names:
+            materialize(defs, instance, ["raw_queries", "clean_queries", "query_embeddings"], partition_key=s)
+        result = materialize(defs, instance, ["dedup_clusters"])
+        for k in project.cfg().shard_keys():
+            materialize(defs, instance, ["unique_queries"], partition_key=k)
+        return result.asset_materializations_for_node("dedup_clusters")[0].metadata
+
+    CountingEmbedder.calls = []
+    meta = run(["a"])
+    # 31 texts, one a near-exact duplicate of GSM8K item 0: 30 embedded, none again by dedup_clusters
+    assert CountingEmbedder.calls == [30]
+    assert meta["recomputed"].value and meta["stats"].value["new_texts"] == 31
+    assert meta["stats"].value["near_exact_pairs"] == 1
+    lake = project.lake()
+    clusters = lake.read("dedup_clusters")
+    assert clusters.height == 31
+    near = clusters.filter(pl.col("question").str.starts_with("Question: "))
+    assert near["cluster_id"][0] == clusters.filter(pl.col("question") == q[0])["cluster_id"][0]
+    first = dict(zip(clusters["query_id"], clusters["cluster_id"]))
+
+    # a source of 20 questions, 5 already known: 15 embedded, kNN for 15 texts, old clusters unchanged
+    sources.append({"name": "b", "kind": "file", "path": str(b), **GSM})
+    project.write({"shards": 2, "sources": sources, "dedup": {"embedder": {"kind": "model2vec"}}})
+    CountingEmbedder.calls = []
+    meta = run(["b"])
+    assert CountingEmbedder.calls == [15]
+    assert meta["stats"].value["new_texts"] == 15 and meta["stats"].value["decontaminated_texts"] == 15
+    clusters = lake.read("dedup_clusters")
+    assert clusters.height == 51
+    assert all(dict(zip(clusters["query_id"], clusters["cluster_id"]))[k] == c for k, c in first.items())
+    uq = lake.read("unique_queries")
+    assert uq.sort("source", "query_id").select(clusters.drop("shard").columns).equals(
+        clusters.sort("source", "query_id").drop("shard").select(clusters.drop("shard").columns))
+    # no machine-local lock, no hidden table
+    assert set(glob.glob(lock_glob)) == locks_before
+    assert not lake.exists("dedup_state")
