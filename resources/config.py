@@ -267,7 +267,8 @@ class SamplingConfig(Strict):
 
 # fields that change how (or where) a teacher runs, not what it generates: outside the fingerprint
 _OPERATIONAL_FIELDS = {"name", "chunk_size", "max_attempts", "concurrency", "max_retries", "timeout_s", "base_url",
-                       "api_key_env", "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "kv_cache_gib"}
+                       "api_key_env", "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "kv_cache_gib",
+                       "pool", "max_runs"}
 
 
 class _TeacherBase(Strict):
@@ -278,6 +279,16 @@ class _TeacherBase(Strict):
     # generation attempts per response row across runs: a row that failed (status 'error') is retried
     # by later runs until it has this many attempts (its `attempts` column)
     max_attempts: int = Field(default=3, gt=0)
+    # production profile (docs/deploy.md): runs of this teacher at once, and the GPU pool / endpoint
+    # its runs share with other teachers (bounded by `pools`); default: see `run_pool`
+    max_runs: int = Field(default=2, gt=0)
+    pool: str | None = None
+
+    def run_pool(self) -> str | None:
+        """The pool this teacher's runs count against: set, else the endpoint or the local GPUs."""
+        if self.pool is not None or getattr(self, "kind", "") == "import":
+            return self.pool
+        return getattr(self, "base_url", None) or "local-gpu"
 
     def fingerprint(self) -> str:
         """Hash of everything that changes what this teacher generates (not its name, batching or transport)."""
@@ -488,6 +499,7 @@ class PipelineConfig(Strict):
     decontamination: DecontaminationConfig = DecontaminationConfig()
     benchmarks: list[BenchmarkConfig] = []
     teachers: list[Teacher] = []
+    pools: dict[str, int] = {}  # runs at once per teacher pool (production profile); 1 when not listed
     verification: VerificationConfig = VerificationConfig()
     difficulty: DifficultyConfig = DifficultyConfig()
     mix: MixConfig = MixConfig()

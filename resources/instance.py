@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import socket
@@ -124,3 +125,127 @@ def fail_dead_runs(instance: dg.DagsterInstance, log: Callable[[str], None] = pr
         failed.append(run.run_id)
         log(f"run {run.run_id} ({run.job_name}) was left {run.status.value} by dead process {pid}: marked FAILED")
     return failed
+
+
+# ---------------------------------------------------------------- production profile (daemon + queue)
+
+POOL_TAG = "am-distill/pool"
+RAY_TAG = "dagster-ray/config"  # dagster_ray.configs.USER_DEFINED_RAY_KEY
+TEACHER_TAG = "dagster/partition/teacher"  # Dagster tags each run with its partition key per dimension
+
+
+def _queued_run_coordinator():
+    from dagster._core.run_coordinator import QueuedRunCoordinator  # not re-exported by `dagster`
+
+    return QueuedRunCoordinator
+
+
+def _default_run_launcher():
+    from dagster._core.launcher import DefaultRunLauncher
+
+    return DefaultRunLauncher
+
+
+class PoolRunCoordinator(_queued_run_coordinator()):
+    """Dagster's run queue, plus a pool tag on each teacher's runs (`teacher_pools`: teacher -> pool).
+
+    Tag concurrency limits only see run tags, and a run of teacher_responses[s00|t1] carries its
+    teacher but not the GPU pool or endpoint that teacher uses; several teachers may share one. So
+    the pool is tagged here, at submission (the UI, backfills, sensors and retries all submit through
+    the coordinator), and a `tag_concurrency_limits` entry on POOL_TAG bounds it.
+
+    With `ray_requests` (asset or `asset:teacher` -> Ray resources) it also sets the run's
+    `dagster-ray/config` tag, which dagster-ray's RayRunLauncher reads: a run asks the Ray cluster
+    for what its assets need (a vLLM teacher's GPUs, CPUs for verification), whoever launched it.
+    """
+
+    _teacher_pools: dict[str, str] = {}
+    _ray_requests: dict[str, dict] = {}
+
+    @classmethod
+    def config_type(cls):
+        return {**super().config_type(), "teacher_pools": dg.Field(dg.Permissive(), is_required=False),
+                "ray_requests": dg.Field(dg.Permissive(), is_required=False)}
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        coordinator = super().from_config_value(inst_data, config_value)
+        coordinator._teacher_pools = {str(k): str(v) for k, v in (config_value.get("teacher_pools") or {}).items()}
+        coordinator._ray_requests = dict(config_value.get("ray_requests") or {})
+        return coordinator
+
+    def run_tags_for(self, run) -> dict[str, str]:
+        """The tags this coordinator adds to a run (pool, Ray resources)."""
+        teacher = run.tags.get(TEACHER_TAG, "")
+        tags = {POOL_TAG: self._teacher_pools[teacher]} if teacher in self._teacher_pools else {}
+        assets = [k.to_user_string() for k in (run.asset_selection or [])]
+        wanted: dict[str, float] = {}
+        for name in assets + [f"{a}:{teacher}" for a in assets]:
+            for field, amount in self._ray_requests.get(name, {}).items():  # the largest request per field
+                wanted[field] = max(wanted.get(field, 0), amount)
+        if wanted and RAY_TAG not in run.tags:  # a run's own dagster-ray/config wins
+            tags[RAY_TAG] = json.dumps(wanted, sort_keys=True)
+        return {k: v for k, v in tags.items() if run.tags.get(k) != v}
+
+    def submit_run(self, context):
+        from dagster._core.run_coordinator import SubmitRunContext
+
+        tags = self.run_tags_for(context.dagster_run)
+        if tags:
+            self._instance.add_run_tags(context.dagster_run.run_id, tags)
+            context = SubmitRunContext(self._instance.get_run_by_id(context.dagster_run.run_id), context.workspace)
+        return super().submit_run(context)
+
+
+def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """(pid, when logged) of a run's worker process, from the engine event it logs when it starts."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    for record in reversed(records):  # the latest worker (a resumed run has several)
+        entry = record.event_log_entry
+        if entry.dagster_event and (entry.dagster_event.message or "").startswith("Started process for"):
+            pid = entry.dagster_event.engine_event_data.metadata.get("pid")
+            if pid is not None:
+                return int(pid.value), entry.timestamp
+    return None
+
+
+class CheckedRunLauncher(_default_run_launcher()):
+    """Dagster's default launcher (a worker process per run, started by the code server) with the
+    health check it lacks, so run monitoring fails a run whose worker was killed (SIGKILL, OOM)
+    instead of leaving it STARTED forever, and run retries then launch it again.
+
+    The worker logs its pid when it starts; it runs on this host (the code server is the daemon's).
+    A pid reused by a later process is told apart by its start time (after the worker's event).
+    """
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def launch_run(self, context) -> None:
+        self._instance.add_run_tags(context.dagster_run.run_id, {HOST_TAG: socket.gethostname()})
+        super().launch_run(context)
+
+    def check_run_worker_health(self, run):
+        from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+
+        if run.tags.get(HOST_TAG, socket.gethostname()) != socket.gethostname():
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run worker is on another host")
+        found = worker_pid(self._instance, run.run_id)
+        if found is None:  # STARTED is reported after the pid, so this is a race at most: not a failure
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "worker pid not logged yet")
+        pid, logged_at = found
+        started = _started_at(pid)
+        if started is not None and started <= logged_at + 1.0:
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone (killed?)")
+
+
+def _started_at(pid: int) -> float | None:
+    """When a live process started (epoch seconds), None when there is no such process (Linux)."""
+    ticks = _process_start(pid)
+    if ticks is None:
+        return None
+    btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                 if line.startswith("btime "))
+    return btime + int(ticks) / os.sysconf("SC_CLK_TCK")

