@@ -8,6 +8,7 @@
     am-distill validate             check pipeline.yaml and the definitions
     am-distill check rows.jsonl     the verdict on each row (query columns + response), one JSON line each
     am-distill export [--out DIR]   the training mix as AM 1.4M / AM 40M / chat JSONL and Parquet
+    am-distill deploy local|ray [--write DIR]   the production profile's dagster.yaml + workspace.yaml
 
 Runs go to the Dagster instance in $DAGSTER_HOME (default: ./.dagster), so the UI shows them.
 """
@@ -187,6 +188,21 @@ def cmd_export(args) -> None:
         print(f"{name}: {path}")
 
 
+def cmd_deploy(args) -> None:
+    from resources.config import load_config
+    from resources.deploy import render, write
+
+    config = Path(args.config or os.environ.get("AM_DISTILL_CONFIG") or PROJECT_DIR / "pipeline.yaml").resolve()
+    cfg = load_config(config)
+    if args.write:
+        for path in write(args.profile, cfg, PROJECT_DIR, Path(args.write), config):
+            print(f"wrote {path}")
+        print(f"set DAGSTER_HOME={Path(args.write).resolve()} and the DAGSTER_PG_* variables (docs/deploy.md)")
+        return
+    for name, text in render(args.profile, cfg, PROJECT_DIR, config).items():
+        print(f"# ---- {name}\n{text}")
+
+
 def main(argv: list[str] | None = None) -> None:
     _setup_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -220,6 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     ex = sub.add_parser("export", help="write the training mix in the AM 1.4M and AM 40M layouts, chat JSONL, Parquet")
     ex.add_argument("--out", help="folder (default: mix.export_dir)")
     ex.set_defaults(fn=cmd_export)
+    dp = sub.add_parser("deploy", help="print or write the production profile's instance + workspace config")
+    dp.add_argument("profile", choices=["local", "ray"])
+    dp.add_argument("--write", metavar="DIR", help="write dagster.yaml and workspace.yaml there (a DAGSTER_HOME)")
+    dp.set_defaults(fn=cmd_deploy)
     args = parser.parse_args(argv)
     from am_distill.cli.runner import MaterializationFailed
     from resources.config import ConfigError
