@@ -100,9 +100,15 @@ def test_deploy_config_loads_against_postgres(pg_env, tmp_path, monkeypatch):
     for name, value in pg_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "cli-home"))
     for profile in ("local", "ray"):
         home = tmp_path / profile
-        write(profile, cfg, PROJECT_DIR, home)
+        if profile == "local":  # through the CLI, as a user does
+            from am_distill.cli.main import main
+
+            main(["-c", str(tmp_path / "pipeline.yaml"), "deploy", "local", "--write", str(home)])
+        else:
+            write(profile, cfg, PROJECT_DIR, home)
         text = (home / "dagster.yaml").read_text()
         assert pg_env["DAGSTER_PG_PASSWORD"] not in text and "DAGSTER_PG_PASSWORD" in text
         with dg.DagsterInstance.from_config(str(home)) as instance:
