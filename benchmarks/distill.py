@@ -41,7 +41,7 @@ def main() -> None:
     from am_assets.distill.logic import build_conversation
     from am_assets.core.schema import query_id
     from resources.config import SamplingConfig, VllmTeacher
-    from resources.engines import get_engine, vllm_sampling_params
+    from resources.engines import EnginesResource, vllm_sampling_params
     from resources.lake import LakeResource
 
     teacher = VllmTeacher(name="bench", kind="vllm", model="smollm2-135m", chunk_size=args.chunk_size,
@@ -50,7 +50,8 @@ def main() -> None:
     queries = pl.DataFrame({"query_id": [query_id(q) for q in questions], "question": questions,
                             "category": ["math"] * len(questions)}).unique("query_id", keep="first").sort("query_id")
     convs = [build_conversation(teacher.system_prompt, q) for q in queries["question"]]
-    engine = get_engine(teacher)
+    engines = EnginesResource()  # its own model pool, closed at the end
+    engine = engines.engine(teacher)
     llm = engine.llm
     params = vllm_sampling_params(teacher.sampling)
     llm.chat(convs[:2], params, use_tqdm=False)  # warm-up
@@ -64,10 +65,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lake = LakeResource(root=os.path.join(tmp, "lake"))
         start = time.perf_counter()
-        result = fill_partition(lake, teacher, "s00", queries, log=lambda _: None)
+        result = fill_partition(lake, teacher, "s00", queries, engines=engines, log=lambda _: None)
         pipe_s = time.perf_counter() - start
         pipe_tokens = int(result.rows["completion_tokens"].sum())
     raw2 = raw()
+    engines.close()  # else the process waits at exit for the vLLM engine core
 
     raw_rate = (raw1[0] + raw2[0]) / (raw1[1] + raw2[1])
     pipe_rate = pipe_tokens / pipe_s

@@ -88,10 +88,7 @@ def main() -> None:
             demo.setdefault("training", {})["models_dir"] = str(Path(tmp) / "demo_models")
             path = Path(tmp) / "demo.yaml"
             path.write_text(yaml.safe_dump(demo))
-            build_and_noop(path, "demo")
-    from resources.engines import close_engines
-
-    close_engines()
+            build_and_noop(path, "demo")  # materialize_all closes the models it opened
 
 
 if __name__ == "__main__":

@@ -56,19 +56,19 @@ def sft_samples_per_s() -> float:
     return summary["steps"] * SFT_BATCH / summary["train_runtime_s"]
 
 
-def eval_tokens_per_s() -> tuple[float, float]:
+def eval_tokens_per_s(engines) -> tuple[float, float]:
     import polars as pl
 
     from am_assets.evaluate.logic import conversations, samples_frame
     from resources.config import EvaluationConfig, SamplingConfig, VllmTeacher
-    from resources.engines import get_engine, vllm_sampling_params
+    from resources.engines import vllm_sampling_params
 
     ev = EvaluationConfig()
     bench = pl.DataFrame([{"item_id": str(i), "query_id": f"q{i}", "category": "math", "question": r["question"]}
                           for i, r in enumerate(_gsm8k("test.jsonl", EVAL_ITEMS))])
     chats = conversations(bench, ev.system_prompt, ev.math_suffix)
     sampling = SamplingConfig(n=EVAL_K, temperature=ev.temperature, top_p=ev.top_p, max_tokens=EVAL_MAX_TOKENS, seed=0)
-    engine = get_engine(VllmTeacher(name="bench", kind="vllm", sampling=sampling, max_model_len=ev.max_model_len))
+    engine = engines.engine(VllmTeacher(name="bench", kind="vllm", sampling=sampling, max_model_len=ev.max_model_len))
     llm = engine.llm
     llm.chat(chats[:2], vllm_sampling_params(sampling), use_tqdm=False)  # warm-up
 
@@ -87,12 +87,13 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     print(f"SFT samples/s on CPU: {sft_samples_per_s():.3f} (SmolLM2-135M, {SFT_STEPS} steps x batch {SFT_BATCH}, "
           f"GSM8K chats, fp32; shares the cores with whatever else runs)", flush=True)
-    from resources.engines import close_engines
+    from resources.engines import EnginesResource
 
+    engines = EnginesResource()
     try:
-        eval_tps, raw_tps = eval_tokens_per_s()
+        eval_tps, raw_tps = eval_tokens_per_s(engines)
     finally:
-        close_engines()  # else the process waits at exit for the vLLM engine core
+        engines.close()  # else the process waits at exit for the vLLM engine core
     print(f"eval generation tokens/s: {eval_tps:,.1f} vs raw vLLM {raw_tps:,.1f} on the same {EVAL_ITEMS} prompts "
           f"x {EVAL_K} samples (ratio {eval_tps / raw_tps:.2f}, target >= 0.95)", flush=True)
 

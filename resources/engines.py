@@ -1,6 +1,6 @@
 """Teacher engines: one `chat` call for offline vLLM, any OpenAI-compatible server, or imported responses.
 
-    engine = get_engine(teacher_cfg)                       # cached per process
+    engine = engines.engine(teacher_cfg)     # `engines`: the EnginesResource; loaded once per step / command
     outs = engine.chat(conversations, sampling)            # list[list[Completion]], one list per conversation
 
 A failure of one conversation (server errors after retries) is a Completion with `error` set and
@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import threading
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Iterator
 
-from resources.config import ImportTeacher, OpenAIServerTeacher, SamplingConfig, VllmTeacher, read_api_key
+import dagster as dg
+from pydantic import PrivateAttr
+
+from resources.config import OpenAIServerTeacher, SamplingConfig, VllmTeacher, read_api_key
 from resources.models import resolve_model
+from resources.pool import ModelPool
 from resources.secrets import Scrubber
 
 _log = logging.getLogger(__name__)
@@ -63,30 +63,36 @@ class Engine(ABC):
 
 # ---------------------------------------------------------------- vllm (offline, in process)
 
-_LLMS: dict[tuple, Any] = {}
-_LLM_LOCK = threading.Lock()
+def vllm_llm(pool: ModelPool, path: str, *, dtype: str = "bfloat16", max_model_len: int = 2048,
+             tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, enforce_eager: bool = True,
+             kv_cache_gib: int = 2, seed: int = 0):
+    """One `vllm.LLM` per model settings per pool (loading costs seconds to minutes)."""
+    key = ("vllm", str(path), dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization, enforce_eager,
+           kv_cache_gib, seed)
+
+    def load():
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        extra: dict[str, Any] = {}
+        if current_platform.is_cpu():
+            # the KV cache size per engine, as an engine argument: an environment variable
+            # (VLLM_CPU_KVCACHE_SPACE) would hold for every later engine of the process; vLLM's CPU default is huge
+            extra["kv_cache_memory_bytes"] = int(kv_cache_gib) * 2**30
+            # vLLM-CPU crashes ("CPU Generator does not use offset") when a seeded request's prefill is
+            # chunked; whole prefills avoid it. The batch token budget must then hold a full prompt.
+            extra.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 8192))
+        _log.info("loading vLLM model %s (%s, max_model_len=%d)", path, dtype, max_model_len)
+        return LLM(model=str(path), dtype=dtype, max_model_len=max_model_len,
+                   tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                   enforce_eager=enforce_eager, seed=seed, disable_log_stats=True, **extra)
+
+    return pool.get(key, load, close=_shutdown_llm)
 
 
-def vllm_llm(path: str, *, dtype: str = "bfloat16", max_model_len: int = 2048, tensor_parallel_size: int = 1,
-             gpu_memory_utilization: float = 0.9, enforce_eager: bool = True, kv_cache_gib: int = 2, seed: int = 0):
-    """One `vllm.LLM` per model settings per process (loading costs seconds to minutes)."""
-    key = (str(path), dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization, enforce_eager, seed)
-    with _LLM_LOCK:
-        if key not in _LLMS:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))  # GiB; vLLM's CPU default is huge
-            from vllm import LLM
-            from vllm.platforms import current_platform
-
-            extra: dict[str, Any] = {}
-            if current_platform.is_cpu():
-                # vLLM-CPU crashes ("CPU Generator does not use offset") when a seeded request's prefill is
-                # chunked; whole prefills avoid it. The batch token budget must then hold a full prompt.
-                extra = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 8192)}
-            _log.info("loading vLLM model %s (%s, max_model_len=%d)", path, dtype, max_model_len)
-            _LLMS[key] = LLM(model=str(path), dtype=dtype, max_model_len=max_model_len,
-                             tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-                             enforce_eager=enforce_eager, seed=seed, disable_log_stats=True, **extra)
-        return _LLMS[key]
+def _shutdown_llm(llm, timeout: float = 30) -> None:
+    # without it a Dagster step subprocess reports done but waits minutes at exit for the engine core
+    llm.llm_engine.engine_core.shutdown(timeout=timeout)
 
 
 def vllm_sampling_params(sampling: SamplingConfig):
@@ -99,15 +105,16 @@ def vllm_sampling_params(sampling: SamplingConfig):
 class VllmEngine(Engine):
     kind = "vllm"
 
-    def __init__(self, cfg: VllmTeacher):
+    def __init__(self, cfg: VllmTeacher, pool: ModelPool):
         self.cfg = cfg
+        self.pool = pool
         self.path = resolve_model(cfg.model)
         self.model = cfg.model
 
     @property
     def llm(self):
         c = self.cfg
-        return vllm_llm(str(self.path), dtype=c.dtype, max_model_len=c.max_model_len,
+        return vllm_llm(self.pool, str(self.path), dtype=c.dtype, max_model_len=c.max_model_len,
                         tensor_parallel_size=c.tensor_parallel_size, gpu_memory_utilization=c.gpu_memory_utilization,
                         enforce_eager=c.enforce_eager, kv_cache_gib=c.kv_cache_gib)
 
@@ -272,131 +279,54 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-# ---------------------------------------------------------------- import (responses that already exist)
-
-
-def import_records(cfg: ImportTeacher) -> list[tuple[str, str, str | None]]:
-    """(question, response, model_name) from a file in one of the known layouts."""
-    from am_assets.ingest.adapters import _MISSING, get_path
-    from am_assets.ingest.readers import RowError, read_records
-
-    out = []
-    for line, rec in read_records(Path(cfg.path), max_row_bytes=64_000_000):  # long traces
-        if isinstance(rec, RowError):
-            _log.warning("%s row %s: unreadable, skipped: %s", cfg.path, line, rec)
-            continue
-        try:
-            item = _import_one(cfg, rec, get_path, _MISSING)
-        except (KeyError, IndexError, TypeError, ValueError) as e:
-            _log.warning("%s row %s: skipped: %s", cfg.path, line, e)
-            continue
-        if item is not None:
-            out.append(item)
-    return out
-
-
-def _import_one(cfg, rec, get_path, missing):
-    if cfg.layout == "am_1.4m":
-        msgs = rec["messages"]
-        user = [m for m in msgs if m.get("role") == "user"][-1]
-        asst = [m for m in msgs if m.get("role") == "assistant"][-1]
-        info = asst.get("info") or {}
-        text = asst.get("content") or ""
-        if not text and (info.get("think_content") or info.get("answer_content")):
-            text = f"<think>\n{info.get('think_content') or ''}\n</think>\n<answer>\n{info.get('answer_content') or ''}\n</answer>"
-        return user["content"], text, info.get("model_name") or info.get("source")
-    if cfg.layout == "am_40m":
-        if cfg.model_name and rec.get("model_name") != cfg.model_name:
-            return None
-        return rec["question"], rec["answer"], rec.get("model_name")
-    qf, rf = ("question", "code.0") if cfg.layout == "skyt1" else (cfg.question_field, cfg.response_field)
-    q, r = get_path(rec, qf), get_path(rec, rf)
-    if q is missing or r is missing:
-        raise KeyError(f"field {qf if q is missing else rf} missing")
-    return str(q), str(r), None
-
-
-class ImportEngine(Engine):
-    """Looks up the last user message by normalized text; returns up to n recorded responses
-    (an empty list when the file has none for that question)."""
-
-    kind = "import"
-
-    def __init__(self, cfg: ImportTeacher):
-        from am_assets.core.schema import text_hash
-
-        self.cfg = cfg
-        self.model = cfg.model
-        self._hash = text_hash
-        self.index: dict[str, list[tuple[str, str | None]]] = {}
-        for question, response, model_name in import_records(cfg):
-            self.index.setdefault(text_hash(question), []).append((response, model_name))
-
-    def chat(self, conversations, sampling):
-        out = []
-        for conv in conversations:
-            user = next((m["content"] for m in reversed(conv) if m["role"] == "user"), "")
-            found = self.index.get(self._hash(user), [])[: sampling.n]
-            out.append([Completion(text=r, finish_reason="imported", model=m or self.cfg.model) for r, m in found])
-        return out
-
-
 # ---------------------------------------------------------------- registry
 
-_ENGINES: dict[str, Engine] = {}
-
-
-def _engine_key(cfg) -> str:
+def engine_key(cfg) -> str:
+    """Teachers that differ only in sampling or prompt share one engine (two temperatures, one model load)."""
     return json.dumps(cfg.model_dump(mode="json", exclude={"name", "sampling", "system_prompt", "chunk_size",
-                                                          "max_attempts"}),
+                                                          "max_attempts", "max_runs", "pool"}),
                       sort_keys=True, default=str)
 
 
-def get_engine(cfg) -> Engine:
-    """The engine for a config teacher; cached per process (teachers that differ only in sampling or
-    prompt share one engine, so two temperatures of one model load it once)."""
-    key = _engine_key(cfg)
-    if key not in _ENGINES:
-        kinds = {"vllm": VllmEngine, "openai_server": OpenAIServerEngine, "import": ImportEngine}
-        _ENGINES[key] = kinds[cfg.kind](cfg)
-    return _ENGINES[key]
+class EnginesResource(dg.ConfigurableResource):
+    """Owns the step's `ModelPool` (resources/pool.py): teacher engines, and through it the embedder,
+    perplexity models and math workers. Opened lazily, closed at step end; the CLI runner hands one
+    open pool to all its runs (`EnginesResource.sharing(pool)`), so each model loads once per command."""
 
+    _pool: ModelPool | None = PrivateAttr(default=None)
+    _owned: bool = PrivateAttr(default=False)
 
-_keep_open = 0
+    @classmethod
+    def sharing(cls, pool: ModelPool) -> "EnginesResource":
+        """An instance over an open pool its caller closes (the runner; tests). Pass it to Dagster
+        wrapped in `dg.ResourceDefinition.hardcoded_resource`, so no step closes the pool."""
+        res = cls()
+        res._pool = pool
+        return res
 
+    def setup_for_execution(self, context) -> None:
+        if self._pool is None:
+            self._pool, self._owned = ModelPool(), True
 
-@contextmanager
-def engines_kept_open():
-    """Within this block `engines_in_use()` keeps engines loaded: the CLI runner materializes many
-    partitions in one process and loads each model once."""
-    global _keep_open
-    _keep_open += 1
-    try:
-        yield
-    finally:
-        _keep_open -= 1
+    def teardown_after_execution(self, context) -> None:
+        if self._owned and self._pool is not None:
+            self._pool.close()
+            self._pool, self._owned = None, False
 
+    @property
+    def pool(self) -> ModelPool:
+        if self._pool is None:  # used outside Dagster without `sharing`: the caller closes it (`close()`)
+            self._pool, self._owned = ModelPool(), True
+        return self._pool
 
-@contextmanager
-def engines_in_use():
-    """Wraps the part of an asset that may start an engine and shuts engines down on the way out,
-    failed or not (unless kept open). A Dagster step subprocess (`dagster dev`, the UI) otherwise
-    reports the step done but waits minutes at exit for the engine core, and the run stays "in progress"."""
-    try:
-        yield
-    finally:
-        if not _keep_open:
-            close_engines()
+    def engine(self, cfg) -> Engine:
+        """The engine of a `vllm` or `openai_server` teacher (imports are distill's: am_assets/distill/imports.py)."""
+        kinds = {"vllm": lambda: VllmEngine(cfg, self.pool), "openai_server": lambda: OpenAIServerEngine(cfg)}
+        if cfg.kind not in kinds:
+            raise ValueError(f"teacher {cfg.name}: kind {cfg.kind!r} has no engine here (imports are read by distill)")
+        return self.pool.get(("engine", engine_key(cfg)), kinds[cfg.kind])
 
-
-def close_engines(timeout: float = 30) -> None:
-    """Shut down every cached vLLM engine process and forget all engines (tests, or a long-lived
-    process switching models; without it a process may wait at exit for the engine core)."""
-    with _LLM_LOCK:
-        for llm in _LLMS.values():
-            try:
-                llm.llm_engine.engine_core.shutdown(timeout=timeout)
-            except Exception as e:  # already dead: nothing to free
-                _log.warning("vLLM engine shutdown: %s", e)
-        _LLMS.clear()
-    _ENGINES.clear()
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None

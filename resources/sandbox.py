@@ -23,12 +23,12 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
 BUILD_MEMORY_MB = 1024  # g++ on <bits/stdc++.h> needs more address space than a program
@@ -288,23 +288,15 @@ class DockerSandbox(_RunnerSandbox):
                 pass
 
 
-_lock = threading.Lock()
-_ensured: dict[str, str] = {}
-
-
 def docker_available(image: str) -> tuple[bool, str]:
     """(True, "") when the daemon runs (started if needed) and the image exists (built if missing)."""
     from resources.sandbox_image import DockerUnavailable, ensure
 
-    with _lock:
-        if image in _ensured:
-            return _ensured[image] == "", _ensured[image]
-        try:
-            ensure(image)
-            _ensured[image] = ""
-        except (DockerUnavailable, Exception) as e:  # noqa: BLE001 - the reason is reported
-            _ensured[image] = f"{type(e).__name__}: {e}"
-        return _ensured[image] == "", _ensured[image]
+    try:
+        ensure(image)
+        return True, ""
+    except (DockerUnavailable, Exception) as e:  # noqa: BLE001 - the reason is reported
+        return False, f"{type(e).__name__}: {e}"
 
 
 class SandboxResource(dg.ConfigurableResource):
@@ -318,6 +310,9 @@ class SandboxResource(dg.ConfigurableResource):
     cpus: float = 2.0
     parallel: int = 2
 
+    # the Docker check, once per step (an instance lives one step): (ok, why)
+    _docker: tuple[bool, str] | None = PrivateAttr(default=None)
+
     def limits(self) -> Limits:
         return Limits(timeout_s=self.timeout_s, memory_mb=self.memory_mb, nproc=self.nproc, cpus=self.cpus,
                       parallel=self.parallel)
@@ -325,7 +320,9 @@ class SandboxResource(dg.ConfigurableResource):
     def get(self) -> Sandbox:
         if self.backend == "local":
             return LocalSandbox(self.limits())
-        ok, why = docker_available(self.image)
+        if self._docker is None:
+            self._docker = docker_available(self.image)
+        ok, why = self._docker
         if not ok:
             raise RuntimeError(f"docker sandbox unavailable ({why}); set verification.sandbox: local "
                                f"or run `python -m resources.sandbox_image --ensure`")

@@ -4,7 +4,8 @@ import os
 
 import dagster as dg
 
-from am_assets.distill.assets import RETRY_TAG
+from am_assets.distill.api import RETRY_TAG
+from resources.dagster_internals import Staleness
 
 A = dg.AutomationCondition
 
@@ -63,19 +64,13 @@ class SourceVersionChanged(dg.AutomationCondition):
         return "source_version_changed"
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
-        # internal API: Dagster exports no public staleness query (reference/dagster.md section 3)
-        from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleCauseCategory
-        from dagster._core.loader import LoadingContextForTest
-
         graph, view = context.asset_graph, context.asset_graph_view
         sources = {k for k in graph.get(context.key).parent_keys if graph.get(k).is_observable}
         if not sources:
             return dg.AutomationResult(context, context.get_empty_subset())
-        resolver = CachingStaleStatusResolver(view.instance, graph, LoadingContextForTest(view.instance))
+        staleness = Staleness(view.instance, graph)  # Dagster exports no public staleness query
         changed = {ap for ap in context.candidate_subset.expensively_compute_asset_partitions()
-                   if any(c.category == StaleCauseCategory.DATA and c.dependency is not None
-                          and c.dependency.asset_key in sources
-                          for c in resolver.get_stale_causes(ap.asset_key, ap.partition_key))}
+                   if staleness.data_changed_in(ap.asset_key, ap.partition_key, sources)}
         return dg.AutomationResult(context, view.get_asset_subset_from_asset_partitions(context.key, changed))
 
 

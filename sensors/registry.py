@@ -14,11 +14,9 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-from dagster._core.definitions.data_version import extract_data_version_from_entry  # no public equivalent
 
-from am_assets.core.partitions import benchmark_partitions, source_partitions, teacher_partitions
-from am_assets.core.versions import (benchmark_versions, observed_versions, settings_versions, source_versions,
-                                teacher_versions)
+from am_assets import benchmark_versions, observed_versions, settings_versions, source_versions, teacher_versions
+from am_assets.core.partitions import benchmark_partitions, source_partitions, sync_dynamic_partitions, teacher_partitions
 from resources.pipeline import PipelineConfigResource
 
 DATA_VERSION_TAG = "dagster/data_version"
@@ -77,16 +75,19 @@ def settings_observer(context: dg.SensorEvaluationContext, pipeline: PipelineCon
     return dg.SensorResult(asset_events=events, cursor=json.dumps(versions))
 
 
+def recorded_version(entry: dg.EventLogEntry) -> str | None:
+    """The data version an observation or materialization recorded (its DATA_VERSION_TAG tag)."""
+    event = entry.asset_observation or entry.asset_materialization
+    return (event.tags or {}).get(DATA_VERSION_TAG) if event is not None else None
+
+
 def record_observations(instance: dg.DagsterInstance, cfg) -> int:
     """What the sensors do, for the CLI: register partitions and record changed data versions now."""
-    from am_assets.core.partitions import sync_dynamic_partitions
-
     sync_dynamic_partitions(instance, cfg)
     n = 0
     for (asset, partition), v in observed_versions(cfg).items():
         latest = instance.get_latest_data_version_record(dg.AssetKey(asset), is_source=True, partition_key=partition)
-        current = latest and extract_data_version_from_entry(latest.event_log_entry)
-        if current is None or current.value != v:
+        if latest is None or recorded_version(latest.event_log_entry) != v:
             instance.report_runless_asset_event(
                 dg.AssetObservation(asset_key=asset, partition=partition, tags={DATA_VERSION_TAG: v}))
             n += 1

@@ -27,9 +27,10 @@ def shared(relpath: str) -> Path:
 class Project:
     """A pipeline.yaml in a temp dir with its own lake; `defs()` builds the code location from it."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, pool=None):
         self.root = root
         self.config_path = root / "pipeline.yaml"
+        self.pool = pool  # an open ModelPool: every run of `defs()` shares its models (as the CLI runner does)
 
     def write(self, config: dict) -> Path:
         config = {"lake_root": str(self.root / "lake"), **config}
@@ -44,7 +45,13 @@ class Project:
     def defs(self) -> dg.Definitions:
         from definitions import build_defs
 
-        return build_defs(self.config_path)
+        defs = build_defs(self.config_path)
+        if self.pool is None:
+            return defs
+        from resources import sharing
+
+        return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, sensors=defs.sensors,
+                              resources=sharing(defs.resources, self.pool))
 
     def lake(self):
         from resources.lake import LakeResource

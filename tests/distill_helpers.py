@@ -50,11 +50,9 @@ def mkey(teacher: str, shard: str) -> dg.MultiPartitionKey:
 
 
 def stale_status(defs: dg.Definitions, instance, asset: str, partition) -> str:
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver
-    from dagster._core.loader import LoadingContextForTest
+    from resources.dagster_internals import Staleness
 
-    resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
-    return resolver.get_status(dg.AssetKey(asset), partition).value
+    return Staleness(instance, defs.resolve_asset_graph()).status(dg.AssetKey(asset), partition)
 
 
 def partition_files(lake, table: str, teacher: str) -> set[str]:
@@ -64,10 +62,10 @@ def partition_files(lake, table: str, teacher: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def vllm_engines():
-    """Module-scoped: engines stay loaded across the module's materializations (as in the CLI runner)
-    and are shut down at its end (a vLLM engine core left running makes pytest wait at exit)."""
-    from resources.engines import close_engines, engines_kept_open
+    """Module-scoped: a model pool the module's projects share (`Project(root, pool=...)`), so engines
+    stay loaded across its materializations (as in the CLI runner) and shut down at its end (a vLLM
+    engine core left running makes pytest wait at exit)."""
+    from resources.pool import ModelPool
 
-    with engines_kept_open():
-        yield
-    close_engines()
+    with ModelPool() as pool:
+        yield pool

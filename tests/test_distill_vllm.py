@@ -22,10 +22,10 @@ pytestmark = pytest.mark.usefixtures("vllm_engines")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, vllm_engines):
     from sensors.registry import record_observations
 
-    project = Project(tmp_path_factory.mktemp("distill"))
+    project = Project(tmp_path_factory.mktemp("distill"), pool=vllm_engines)
     config = {"shards": 2, "teachers": [vllm_teacher("smol_cold", 0.3), vllm_teacher("smol_hot", 1.0)]}
     project.write(config)
     write_unique_queries(project.lake(), {"s00": SHARDS["s00"]}, excluded=EXCLUDED)

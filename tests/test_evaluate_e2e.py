@@ -7,8 +7,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from am_assets.train.registry import sync_model_partitions
-from resources.engines import close_engines, engines_kept_open
+from resources.pool import ModelPool
 from tests.conftest import Project, materialize, shared
 from tests.train_data import TINY_TRAINING, gsm8k_mix
 
@@ -40,19 +39,20 @@ def evaluated(tmp_path_factory, request):
     with dg.instance_for_test() as instance:
         for bench in ("gsm8k", "humaneval"):
             assert materialize(defs, instance, ["benchmarks"], partition_key=bench).success
-        assert materialize(defs, instance, ["trained_model"]).success
-        sync_model_partitions(instance, project.cfg(), project.lake())
+        assert materialize(defs, instance, ["trained_model", "model_registry"]).success
         models = sorted(instance.get_dynamic_partitions("model"))
         results = {}
-        with engines_kept_open():  # each model loads once, as in the CLI runner
+        with ModelPool() as pool:  # each model loads once, as in the CLI runner; shut down at the end
+            project.pool = pool
+            shared = project.defs()
             for model in models:
                 for bench in ("gsm8k", "humaneval"):
                     key = dg.MultiPartitionKey({"model": model, "benchmark": bench})
-                    results[(model, bench)] = materialize(defs, instance, ["eval_scores"], partition_key=key)
+                    results[(model, bench)] = materialize(shared, instance, ["eval_scores"], partition_key=key)
+            project.pool = None
         report = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=["eval_report"],
                                 instance=instance, resources=defs.resources)
         yield project, models, results, report
-    close_engines()  # a vLLM engine core left running makes pytest wait at exit
     mp.undo()
 
 

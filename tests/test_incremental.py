@@ -19,12 +19,14 @@ from sensors.registry import record_observations
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _close_engines():
-    yield
-    from resources.engines import close_engines
+@pytest.fixture(scope="module")
+def models():
+    """One model pool for the module's commands (engines load once), shut down at its end (else a live
+    vLLM engine keeps pytest from exiting)."""
+    from resources.pool import ModelPool
 
-    close_engines()  # else a live vLLM engine keeps pytest from exiting
+    with ModelPool() as pool:
+        yield pool
 
 EASY = [(f"What is {a} + {b}? Reply with only the number.", a + b) for a, b in
         [(1, 1), (2, 3), (4, 4), (5, 2), (3, 6), (7, 1)]]
@@ -54,7 +56,7 @@ def _requested_keys(result, graph) -> dict[str, list]:
 
 
 # steps 2-5 stop at training_mix: what follows it, and verifier_audit (beside the mix, not upstream of it)
-AFTER_MIX = {"trained_model", "eval_scores", "eval_report", "verifier_audit"}
+AFTER_MIX = {"trained_model", "model_registry", "eval_scores", "eval_report", "verifier_audit"}
 
 
 def _tick(defs, instance, cursor, upto_mix=False):
@@ -71,7 +73,7 @@ def _files(lake, table, teacher):
     return sorted(f for f in lake.table(table).file_uris() if f"teacher={teacher}" in f)
 
 
-def test_only_stale_partitions_recompute(project, instance, tmp_path):
+def test_only_stale_partitions_recompute(project, instance, tmp_path, models):
     src = tmp_path / "easy.jsonl"
     _write_questions(src, EASY)
     config = {
@@ -92,7 +94,7 @@ def test_only_stale_partitions_recompute(project, instance, tmp_path):
     defs, lake = project.defs(), project.lake()
 
     # 0. first build: everything runs once
-    r0 = materialize_all(defs, instance, log=lambda *_: None)
+    r0 = materialize_all(defs, instance, pool=models, log=lambda *_: None)
     assert r0.total("teacher_responses", "generated") == len(EASY) * 2 * N
     assert {a for a, _ in r0.ran} >= {"raw_queries", "unique_queries", "teacher_responses", "verification_outcomes",
                                       "difficulty_scores", "training_mix", "trained_model", "eval_scores"}
@@ -119,8 +121,8 @@ def test_only_stale_partitions_recompute(project, instance, tmp_path):
     #    of the expensive steps generates, verifies and trains nothing
     requested, cursor = _tick(defs, instance, cursor)
     assert requested == {}
-    assert materialize_all(defs, instance, log=lambda *_: None).ran == []
-    forced = materialize_all(defs, instance, select=["teacher_responses", "verification_outcomes", "trained_model"],
+    assert materialize_all(defs, instance, pool=models, log=lambda *_: None).ran == []
+    forced = materialize_all(defs, instance, pool=models, select=["teacher_responses", "verification_outcomes", "trained_model"],
                              force=True, log=lambda *_: None)
     assert forced.total("teacher_responses", "generated") == 0
     assert forced.total("verification_outcomes", "verified") == 0
@@ -135,7 +137,7 @@ def test_only_stale_partitions_recompute(project, instance, tmp_path):
     defs = project.defs()
     requested, cursor = _tick(defs, instance, cursor)
     assert requested == {"training_mix": ["None"]}
-    r2 = materialize_all(defs, instance, select=upto_mix, log=lambda *_: None)
+    r2 = materialize_all(defs, instance, pool=models, select=upto_mix, log=lambda *_: None)
     assert r2.ran == [("training_mix", None)]
 
     # 3. a new source with k new unique queries: exactly k x teachers x n generations
@@ -148,7 +150,7 @@ def test_only_stale_partitions_recompute(project, instance, tmp_path):
     requested, cursor = _tick(defs, instance, cursor, upto_mix=True)
     # a new partition is missing everywhere: one run takes it through ingest (deps requested together)
     assert requested == {"raw_queries": ["extra"], "clean_queries": ["extra"], "query_embeddings": ["extra"]}
-    r3 = materialize_all(defs, instance, select=upto_mix, log=lambda *_: None)
+    r3 = materialize_all(defs, instance, pool=models, select=upto_mix, log=lambda *_: None)
     assert r3.partitions("raw_queries") == ["extra"] and r3.partitions("query_embeddings") == ["extra"]
     assert r3.total("teacher_responses", "generated") == len(EXTRA) * 2 * N
     assert r3.total("query_embeddings", "embedded_new") == len(EXTRA)  # the two duplicates' texts are cached
@@ -163,7 +165,7 @@ def test_only_stale_partitions_recompute(project, instance, tmp_path):
     # the edit is observed in the same tick window as step 3's materializations of these partitions:
     # the state condition (sensors/automation.py) still requests them
     assert requested == {"teacher_responses": ["s00|t1", "s01|t1"]}
-    r4 = materialize_all(defs, instance, select=upto_mix, log=lambda *_: None)
+    r4 = materialize_all(defs, instance, pool=models, select=upto_mix, log=lambda *_: None)
     assert sorted(r4.partitions("teacher_responses")) == ["s00|t1", "s01|t1"]
     assert sorted(r4.partitions("verification_outcomes")) == ["s00|t1", "s01|t1"]
     assert r4.total("teacher_responses", "generated") == (len(EASY) + len(EXTRA)) * N
@@ -175,7 +177,7 @@ def test_only_stale_partitions_recompute(project, instance, tmp_path):
     defs = project.defs()
     requested, cursor = _tick(defs, instance, cursor, upto_mix=True)
     assert requested == {"teacher_responses": ["s00|t0", "s01|t0"], "verification_outcomes": ["s00|t0", "s01|t0"]}
-    r5 = materialize_all(defs, instance, select=upto_mix, log=lambda *_: None)
+    r5 = materialize_all(defs, instance, pool=models, select=upto_mix, log=lambda *_: None)
     assert sorted(r5.partitions("teacher_responses")) == ["s00|t0", "s01|t0"]
     assert sorted(r5.partitions("verification_outcomes")) == ["s00|t0", "s01|t0"]
     assert sorted(r5.partitions("difficulty_scores")) == ["s00", "s01"]

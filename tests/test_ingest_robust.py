@@ -278,7 +278,7 @@ def test_bad_sources_fail_alone_and_empty_ones_warn(project, instance, tmp_path,
     import polars as pl
 
     from am_distill.cli.runner import MaterializationFailed, materialize_all
-    from am_assets.core.versions import source_versions
+    from am_assets import source_versions
 
     sources, d = _write_sources(project.root)
     project.write({"shards": 1, "sources": sources})

@@ -76,7 +76,7 @@ def test_every_observable_source_is_observed_with_its_own_version(project, insta
     from dagster._core.definitions.observe import observe  # not exported in 1.13
 
     from am_assets.core.partitions import sync_dynamic_partitions
-    from am_assets.core.versions import observed_versions
+    from am_assets import observed_versions
 
     project.write({"teachers": [{"name": "t1", "kind": "vllm"}], "sources": [{"name": "he", "kind": "humaneval"}],
                    "benchmarks": [{"name": "heb", "kind": "humaneval", "limit": 2}]})

@@ -51,7 +51,7 @@ def trained(tmp_path_factory):
     project.write(config)
     project.lake().write_partition("training_mix", gsm8k_mix(shared("gsm8k/train.jsonl"), n=4), None)
     with dg.instance_for_test() as instance:
-        result = materialize(project.defs(), instance, ["trained_model"])
+        result = materialize(project.defs(), instance, ["trained_model", "model_registry"])
         yield project, config, instance, result
 
 
@@ -83,13 +83,13 @@ def test_unchanged_mix_and_config_is_cached_and_new_lr_trains_anew(trained):
     old_id = _mat(first)["model_id"].value
     weights = project.root / "models" / old_id / "model.safetensors"
     mtime = weights.stat().st_mtime
-    again = materialize(project.defs(), instance, ["trained_model"])
+    again = materialize(project.defs(), instance, ["trained_model", "model_registry"])
     assert _mat(again)["cached"].value is True and _mat(again)["model_id"].value == old_id
     assert weights.stat().st_mtime == mtime
     assert project.lake().read("model_registry").height == 1
 
     project.write({"training": {**config["training"], "learning_rate": 1e-4}})
-    new = materialize(project.defs(), instance, ["trained_model"])
+    new = materialize(project.defs(), instance, ["trained_model", "model_registry"])
     new_id = _mat(new)["model_id"].value
     assert _mat(new)["cached"].value is False and new_id != old_id
     registry = project.lake().read("model_registry").sort("created_at")
@@ -103,16 +103,13 @@ def test_trained_folder_loads_in_vllm_and_generates(trained, monkeypatch):
     project, _, _, result = trained
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     from resources.config import SamplingConfig, VllmTeacher
-    from resources.engines import get_engine
+    from resources.engines import EnginesResource
+    from resources.pool import ModelPool
 
     folder = project.root / "models" / _mat(result)["model_id"].value
     sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=16)
-    engine = get_engine(VllmTeacher(name=model_key(str(folder)), kind="vllm", model=str(folder), sampling=sampling,
-                                    max_model_len=512))
-    try:
+    with ModelPool() as pool:  # closed on the way out: a vLLM engine core left running makes pytest wait at exit
+        engine = EnginesResource.sharing(pool).engine(VllmTeacher(
+            name=model_key(str(folder)), kind="vllm", model=str(folder), sampling=sampling, max_model_len=512))
         [[out]] = engine.chat([[{"role": "user", "content": "What is 2 + 3?"}]], sampling)
-    finally:
-        from resources.engines import close_engines
-
-        close_engines()  # a vLLM engine core left running makes pytest wait at exit
     assert out.text.strip() and out.completion_tokens > 0

@@ -8,8 +8,12 @@ import json
 import polars as pl
 import pytest
 
+from am_assets.verify.judging import Judge
 from am_assets.verify.logic import verify_partition
+from resources.config import load_config
+from resources.engines import EnginesResource
 from resources.judge import JudgeResource
+from resources.pool import ModelPool
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +23,8 @@ def judge(tmp_path_factory):
     cfg = tmp_path_factory.mktemp("judge") / "pipeline.yaml"
     cfg.write_text(json.dumps({"teachers": [{"name": "small", "kind": "vllm", "max_model_len": 2048,
                                              "kv_cache_gib": 1}]}))
-    yield JudgeResource(config_path=str(cfg), max_tokens=32)
-    from resources.engines import close_engines
-
-    close_engines()  # otherwise the process may wait at exit for the vLLM engine core
+    with ModelPool() as pool:  # closed at the end: otherwise the process may wait at exit for the vLLM engine core
+        yield Judge(JudgeResource(max_tokens=32), load_config(cfg), EnginesResource.sharing(pool))
     mp.undo()
 
 

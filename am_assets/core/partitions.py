@@ -16,6 +16,10 @@ teacher_partitions = dg.DynamicPartitionsDefinition(name="teacher")
 benchmark_partitions = dg.DynamicPartitionsDefinition(name="benchmark")
 model_partitions = dg.DynamicPartitionsDefinition(name="model")
 
+# an asset whose runs add partitions to a dynamic dimension names it in this tag (train's model_registry
+# adds `model`): the CLI runner runs it before every asset partitioned on that dimension
+ADDS_PARTITIONS_TAG = "am-distill/adds-partitions"
+
 
 def shard_partitions(n: int) -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition([shard_key(i) for i in range(n)])

@@ -14,9 +14,8 @@ import re
 
 import polars as pl
 
-from am_assets.ingest.adapters import FieldError, humaneval_rows, normalize_tests_fields, reasoning_gym_rows
-from am_assets.ingest.logic import ingest_source
-from am_assets.ingest.readers import RowError, read_records
+from am_assets.ingest.api import (FieldError, RowError, humaneval_path, humaneval_rows, ingest_source,
+                                  normalize_tests_fields, read_records, reasoning_gym_rows)
 from am_assets.core.schema import QUERY_SCHEMA, query_id
 from resources.config import BenchmarkConfig, CleaningConfig, FieldMapping, FileSource
 
@@ -70,8 +69,6 @@ def livecodebench_row(record: dict) -> dict:
 
 def benchmark_fingerprint(b: BenchmarkConfig) -> str:
     """Data version of a benchmark: its settings plus the bytes of its file (or the HumanEval file)."""
-    from am_assets.ingest.adapters import humaneval_path
-
     h = hashlib.blake2b(digest_size=12)
     h.update(json.dumps(b.model_dump(mode="json"), sort_keys=True).encode())
     path = b.path if b.kind == "file" else (humaneval_path() if b.kind == "humaneval" else None)
@@ -80,6 +77,11 @@ def benchmark_fingerprint(b: BenchmarkConfig) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def benchmark_versions(cfg) -> dict[str, str]:
+    """Data version of every configured benchmark (the `benchmark_files` observable asset and the sensors)."""
+    return {b.name: benchmark_fingerprint(b) for b in cfg.benchmarks}
 
 
 def _in_range(item_id: str, rng: tuple[int, int] | None) -> bool:

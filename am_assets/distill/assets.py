@@ -5,7 +5,7 @@ from am_assets.distill.generate import TABLE, fill_partition
 from am_assets.distill.logic import RETRYABLE, eligible_queries, summary
 from am_assets.core.partitions import partition_dimensions, teacher_partitions, teacher_shard_partitions
 from am_assets.core.versions import known_versions, teacher_versions
-from resources.engines import engines_in_use
+from resources.engines import EnginesResource
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
 
@@ -31,15 +31,13 @@ def build_teacher_responses(n_shards: int) -> dg.AssetsDefinition:
                     "row key (query_id, fingerprint, sample_idx); only missing keys are generated, in "
                     "committed chunks, so a killed run resumes. Failed rows (status 'error') are retried by "
                     "later runs up to the teacher's max_attempts.")
-    def teacher_responses(context: dg.AssetExecutionContext, lake: LakeResource,
-                          pipeline: PipelineConfigResource) -> dg.MaterializeResult:
-        cfg = pipeline.load()
+    def teacher_responses(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineConfigResource,
+                          engines: EnginesResource) -> dg.MaterializeResult:
         keys = partition_dimensions(context)
-        teacher, shard = cfg.teacher(keys["teacher"]), keys["shard"]
+        teacher, shard = pipeline.teacher(keys["teacher"]), keys["shard"]
         unique = lake.read("unique_queries", {"shard": shard})
         queries = eligible_queries(unique)
-        with engines_in_use():
-            result = fill_partition(lake, teacher, shard, queries, log=context.log.info, context=context)
+        result = fill_partition(lake, teacher, shard, queries, engines=engines, log=context.log.info, context=context)
         stats = summary(result.rows, teacher.max_attempts)
         context.log.info(f"{teacher.name}/{shard}: {stats.get('rows', 0)} rows ({result.kept} kept, "
                          f"{result.generated} generated, {result.removed} removed) in {result.seconds:.1f} s")

@@ -18,7 +18,7 @@ import polars as pl
 from am_assets.distill.logic import (RESPONSE_SCHEMA, build_conversation, completion_rows, dedupe,
                                      plan_partition, queries_to_generate, retryable, rows_frame, sampling_json,
                                      wanted_keys, with_attempts)
-from resources.engines import get_engine
+from am_assets.distill.imports import teacher_engine
 from resources.lake import LakeResource
 
 TABLE = "teacher_responses"
@@ -61,9 +61,10 @@ def read_partition(lake: LakeResource, partition: dict[str, str]) -> pl.DataFram
     return df.select([c for c in df.columns if c not in partition])
 
 
-def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFrame, *,
+def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFrame, *, engines,
                    log: Callable[[str], None] = print, context=None, progress_every_s: float = 10.0) -> FillResult:
-    """Make partition (teacher, shard) hold exactly n samples of `queries` (query_id, question, category)."""
+    """Make partition (teacher, shard) hold exactly n samples of `queries` (query_id, question, category).
+    `engines`: the EnginesResource whose pool holds the teacher's engine."""
     t0 = time.perf_counter()
     partition = {"teacher": teacher.name, "shard": shard}
     fp = teacher.fingerprint()
@@ -79,7 +80,7 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
         f"({plan.retried} failed before) for {todo.height} prompts (fingerprint {fp})")
     generated = tokens = 0
     if todo.height:
-        engine = get_engine(teacher)
+        engine = teacher_engine(engines, teacher)
         samp = sampling_json(teacher)
         todo_rows = todo.to_dicts()
         convs = [build_conversation(teacher.system_prompt, q["question"]) for q in todo_rows]

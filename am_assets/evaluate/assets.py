@@ -9,8 +9,9 @@ from am_assets.evaluate.logic import conversations, item_table, samples_frame, s
 from am_assets.core.render import png_markdown
 from am_assets.evaluate.report import comparison, comparison_markdown, comparison_png, regressions
 from am_assets.core.partitions import model_benchmark_partitions, partition_dimensions
-from am_assets.train.registry import eval_models, read_registry
-from resources.engines import engines_in_use, get_engine
+from am_assets.train.api import eval_models, read_registry
+from am_assets.verify.api import Judge
+from resources.engines import EnginesResource
 from resources.judge import JudgeResource
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
@@ -20,10 +21,10 @@ GROUP = "evaluate"
 SCORES, ITEMS = "eval_scores", "eval_items"
 
 
-def _engine(model_key: str, model: str, sampling, max_model_len: int):
+def _engine(engines: EnginesResource, model_key: str, model: str, sampling, max_model_len: int):
     from resources.config import VllmTeacher
 
-    return get_engine(VllmTeacher(name=model_key, kind="vllm", model=model, sampling=sampling,
+    return engines.engine(VllmTeacher(name=model_key, kind="vllm", model=model, sampling=sampling,
                                   max_model_len=max_model_len))
 
 
@@ -50,7 +51,7 @@ def _base_comparison(lake: LakeResource, model: str, benchmark: str, row: dict) 
           description="pass@1 (mean over k samples) and unbiased pass@k of one model on one benchmark; per-item "
                       "rows in lake table eval_items. Verdicts come from the verification stage's verifiers.")
 def eval_scores(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineConfigResource,
-                sandbox: SandboxResource, judge: JudgeResource) -> dg.MaterializeResult:
+                sandbox: SandboxResource, judge: JudgeResource, engines: EnginesResource) -> dg.MaterializeResult:
     from resources.config import SamplingConfig
 
     cfg = pipeline.load()
@@ -69,14 +70,14 @@ def eval_scores(context: dg.AssetExecutionContext, lake: LakeResource, pipeline:
                               max_tokens=bcfg.max_tokens, seed=ev.seed)
     context.log.info(f"{model} on {benchmark}: {bench.height} items x {bcfg.samples} samples, "
                      f"max_tokens {bcfg.max_tokens}")
-    with engines_in_use():
-        outs = _engine(model, models[model], sampling, ev.max_model_len).chat(
-            conversations(bench, ev.system_prompt, ev.math_suffix, ev.choice_suffix), sampling)
-        samples = samples_frame(bench, outs, model, benchmark)
-        context.log.info(f"{samples.height} samples generated ({int(samples['completion_tokens'].sum())} tokens); "
-                         "verifying")
-        scored = score_samples(samples, bench, cfg.verification, sandbox_factory=sandbox.get, judge=judge,
-                               judge_version=judge.version(), log=context.log.info)
+    outs = _engine(engines, model, models[model], sampling, ev.max_model_len).chat(
+        conversations(bench, ev.system_prompt, ev.math_suffix, ev.choice_suffix), sampling)
+    samples = samples_frame(bench, outs, model, benchmark)
+    context.log.info(f"{samples.height} samples generated ({int(samples['completion_tokens'].sum())} tokens); "
+                     "verifying")
+    judged = Judge(judge, cfg, engines)
+    scored = score_samples(samples, bench, cfg.verification, sandbox_factory=sandbox.get, judge=judged,
+                           judge_version=judged.version(), log=context.log.info, models=engines.pool)
     items = item_table(scored, bcfg.samples)
     part = {"model": model, "benchmark": benchmark}
     lake.write_partition(ITEMS, items, part, context=context)
@@ -95,7 +96,7 @@ def eval_scores(context: dg.AssetExecutionContext, lake: LakeResource, pipeline:
                               {k: v for k, v in meta.items() if v is not None})
 
 
-@dg.asset(deps=[eval_scores, "trained_model"], group_name=GROUP, code_version="1",
+@dg.asset(deps=[eval_scores, "model_registry"], group_name=GROUP, code_version="1",
           description="Base versus trained model per benchmark (pass@1, pass@k): table and bar chart.")
 def eval_report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     cmp = comparison(lake.read(SCORES), read_registry(lake))

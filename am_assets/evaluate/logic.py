@@ -13,9 +13,7 @@ from typing import Callable
 import polars as pl
 
 from am_assets.evaluate.passk import mean_pass_at_k, pass_at_k, report_ks
-from am_assets.verify.base import answer_part
-from am_assets.verify.choice import choices_of
-from am_assets.verify.logic import verify_partition
+from am_assets.verify.api import answer_part, choices_of, verify_partition
 
 # verdict statuses that are no verdict on the model (the verifier could not judge): such samples are left
 # out of n; `timeout` (e.g. generated code that never ends) and `unparseable` count as failures
@@ -73,11 +71,12 @@ def samples_frame(bench: pl.DataFrame, outs: list[list], model: str, benchmark: 
 
 
 def score_samples(samples: pl.DataFrame, bench: pl.DataFrame, vcfg, *, sandbox_factory: Callable, judge=None,
-                  judge_version: str = "judge/none", log: Callable[[str], None] = lambda m: None) -> pl.DataFrame:
+                  judge_version: str = "judge/none", log: Callable[[str], None] = lambda m: None,
+                  models=None) -> pl.DataFrame:
     """The sample rows with the verifier's verify_score, passed, verifier, status and details."""
     empty = pl.DataFrame()
     outcomes, _ = verify_partition(samples, bench, empty, vcfg, sandbox_factory=sandbox_factory, judge=judge,
-                                   judge_version=judge_version, log=log)
+                                   judge_version=judge_version, log=log, models=models)
     keep = ["response_id", "category", "verify_score", "passed", "verifier", "verifier_version", "details"]
     return samples.join(outcomes.select(keep + ["status"]).rename({"status": "verify_status"}), on="response_id")
 

@@ -2,10 +2,10 @@
 import dagster as dg
 
 from am_assets.ingest.logic import clean_queries as clean_rules
-from am_assets.ingest.logic import drop_counts, empty_source_warning, ingest_source, source_fingerprint
+from am_assets.ingest.logic import drop_counts, empty_source_warning, ingest_source, source_fingerprint, source_versions
 from am_assets.ingest.select import SelectionStats
 from am_assets.core.partitions import source_partitions
-from am_assets.core.versions import known_versions, source_versions
+from am_assets.core.versions import known_versions
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
 

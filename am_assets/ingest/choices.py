@@ -14,7 +14,7 @@ import json
 import random
 import re
 
-from am_assets.verify.choice import LETTERS, mc_question
+from am_assets.verify.api import LETTERS, mc_question
 
 
 def option_list(value) -> list:

@@ -27,6 +27,11 @@ from resources.config import CleaningConfig, FileSource, HumanEvalSource, Reason
 _FINGERPRINTS: dict[tuple, str] = {}
 
 
+def source_versions(cfg) -> dict[str, str]:
+    """Data version of every configured source (the `source_files` observable asset and the sensors)."""
+    return {s.name: source_fingerprint(s) for s in cfg.all_sources()}
+
+
 def source_fingerprint(source) -> str:
     """Data version of a source: its settings plus, for files, the file's bytes. Cached while the
     file's size and mtime are unchanged: the sensors ask every tick.

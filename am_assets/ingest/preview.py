@@ -9,7 +9,7 @@ from collections import Counter
 
 import polars as pl
 
-from am_assets.dedup.bench_sources import load_benchmark
+from am_assets.dedup.api import load_benchmark
 from am_assets.ingest.logic import ingest_source
 from am_assets.ingest.select import SelectionStats
 

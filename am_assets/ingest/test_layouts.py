@@ -64,7 +64,7 @@ def _fn_name(entry_point: str | None) -> str | None:
             return None
         return next((meta[k] for k in ("func_name", "fn_name", "entry_point") if isinstance(meta.get(k), str)), None)
     if "def " in text:
-        from am_assets.verify.code_tests import starter_fn_name
+        from am_assets.verify.api import starter_fn_name
 
         return starter_fn_name(text)
     return text if text.isidentifier() else None

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from am_assets.difficulty.logic import pass_rate_column  # noqa: E402
+from am_assets.difficulty.api import pass_rate_column  # noqa: E402
 
 PASS_BINS = [0.0, 0.25, 0.5, 0.75, 1.0]  # n = 4 samples per teacher; other n are rounded to the nearest
 

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from am_assets.difficulty.logic import SCORED_STATUSES, scored_frame, threshold_expr
+from am_assets.difficulty.api import SCORED_STATUSES, scored_frame, threshold_expr
 
 DEFAULT_CV_THRESHOLD = 0.05  # DeepDistill v1/v2; per-category values of the latest version are not published
 

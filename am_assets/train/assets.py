@@ -1,4 +1,5 @@
-"""trained_model: SFT on training_mix, run out of process by TRL through Dagster Pipes."""
+"""trained_model: SFT on training_mix, run out of process by TRL through Dagster Pipes; model_registry:
+one row per trained model, and the `model` partitions eval_scores evaluates."""
 import json
 import os
 import shutil
@@ -11,9 +12,10 @@ import polars as pl
 from am_assets.train.logic import (COMPLETE_MARKER, grad_accumulation, launch_command, loss_curve_png,
                                    mix_data_version, model_id, model_key, to_sft_records,
                                    total_steps)
+from am_assets.core.partitions import ADDS_PARTITIONS_TAG
 from am_assets.core.render import png_markdown
 from am_assets.train.registry import REGISTRY_TABLE, read_registry, registry_row, sync_model_partitions
-from resources.lake import LakeResource
+from resources.lake import LakeResource, materialize_result
 from resources.models import resolve_model
 from resources.pipeline import PipelineConfigResource
 
@@ -53,7 +55,7 @@ def _train(context, client: dg.PipesSubprocessClient, t, spec_path: Path) -> tup
 
 @dg.asset(deps=["training_mix"], group_name=GROUP, code_version="1",
           description="SFT (TRL) on training_mix; a model folder keyed by (mix data version, training "
-                      "config hash) and a `model_registry` row. Cached when that folder exists.")
+                      "config hash), registered by model_registry. Cached when that folder exists.")
 def trained_model(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineConfigResource,
                   pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
     cfg = pipeline.load()
@@ -84,21 +86,43 @@ def trained_model(context: dg.AssetExecutionContext, lake: LakeResource, pipelin
         (staging / COMPLETE_MARKER).write_text(json.dumps(summary, indent=1))
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder from an older layout
         staging.rename(folder)  # atomic: the folder exists only when complete
-    registry = read_registry(lake)
-    if mid not in registry["model_id"].to_list():  # also restores the row when the lake was reset
-        lake.write_partition(REGISTRY_TABLE, registry_row(
-            model_id=mid, path=str(folder), base=t.base_model, base_key=model_key(t.base_model),
-            config=json.dumps(t.model_dump(mode="json"), sort_keys=True), config_hash=config_hash,
-            data_version=data_version, mix_delta_version=summary.get("mix_delta_version"),
-            train_samples=summary["train_samples"], dropped_too_long=summary["dropped_too_long"],
-            steps=summary["steps"], final_loss=summary["final_loss"], run_id=summary.get("run_id", context.run.run_id),
-        ), {"model_id": mid}, context=context)
-    added = sync_model_partitions(context.instance, cfg, lake)
     history = summary.get("history", [])
     meta.update(cached=cached, final_loss=summary["final_loss"], steps=summary["steps"],
-                train_samples=summary["train_samples"], dropped_too_long=summary["dropped_too_long"],
-                registered_model_partitions=dg.MetadataValue.json(added))
+                train_samples=summary["train_samples"], dropped_too_long=summary["dropped_too_long"])
     if history:
         meta["first_loss"] = history[0]["loss"]
         meta["loss_curve"] = dg.MetadataValue.md(png_markdown(loss_curve_png(history, mid), "loss curve"))
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(mid))
+
+
+@dg.asset(deps=[trained_model], group_name=GROUP, code_version="1", tags={ADDS_PARTITIONS_TAG: "model"},
+          description="Lake table model_registry: one row per trained model (path, base, config, data version, "
+                      "loss), its own model_id partition; registers every evaluable model as a `model` partition "
+                      "of eval_scores.")
+def model_registry(context: dg.AssetExecutionContext, lake: LakeResource,
+                   pipeline: PipelineConfigResource) -> dg.MaterializeResult:
+    cfg = pipeline.load()
+    t = cfg.training
+    event = context.instance.get_latest_materialization_event(trained_model.key)
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure("trained_model has no materialization: materialize trained_model first")
+    meta = event.asset_materialization.metadata
+    mid, folder = meta["model_id"].value, Path(meta["path"].value)
+    if not is_complete(folder):
+        raise dg.Failure(f"{folder}: the model trained_model recorded is gone or incomplete; materialize trained_model")
+    summary = json.loads((folder / COMPLETE_MARKER).read_text())
+    registry = read_registry(lake)
+    version = lake.version(REGISTRY_TABLE)
+    if mid not in registry["model_id"].to_list():  # also restores the row when the lake was reset
+        version = lake.write_partition(REGISTRY_TABLE, registry_row(
+            model_id=mid, path=str(folder), base=t.base_model, base_key=model_key(t.base_model),
+            config=json.dumps(t.model_dump(mode="json"), sort_keys=True), config_hash=meta["config_hash"].value,
+            data_version=meta["data_version"].value, mix_delta_version=summary.get("mix_delta_version"),
+            train_samples=summary["train_samples"], dropped_too_long=summary["dropped_too_long"],
+            steps=summary["steps"], final_loss=summary["final_loss"], run_id=summary.get("run_id", context.run.run_id),
+        ), {"model_id": mid}, context=context)
+        registry = read_registry(lake)
+    added = sync_model_partitions(context.instance, cfg, lake)
+    return materialize_result(lake, REGISTRY_TABLE, registry.drop("created_at"), version, {
+        "models": registry.height, "latest": mid, "registered_model_partitions": dg.MetadataValue.json(added)})
+

@@ -4,8 +4,9 @@ import polars as pl
 
 from am_assets.core.partitions import partition_dimensions, teacher_shard_partitions
 from am_assets.verify.health import health_metadata, health_verdict, verifier_health
+from am_assets.verify.judging import Judge
 from am_assets.verify.logic import OUTCOME_SCHEMA, summary, verify_partition
-from resources.engines import engines_in_use
+from resources.engines import EnginesResource
 from resources.judge import JudgeResource
 from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
@@ -24,7 +25,8 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         description="verify_score, passed, verifier + version, status and details per teacher response, with "
                     "quality flags. Verdicts are cached by (response_id, verifier_version).")
     def verification_outcomes(context: dg.AssetExecutionContext, lake: LakeResource, pipeline: PipelineConfigResource,
-                              sandbox: SandboxResource, judge: JudgeResource) -> dg.MaterializeResult:
+                              sandbox: SandboxResource, judge: JudgeResource,
+                              engines: EnginesResource) -> dg.MaterializeResult:
         cfg = pipeline.load()
         keys = partition_dimensions(context)
         part = {"teacher": keys["teacher"], "shard": keys["shard"]}
@@ -37,9 +39,10 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         if responses is None:
             df, stats = _empty_outcomes(), {"verified": 0, "reused": 0}
         else:
-            with engines_in_use():  # a judge may run on vLLM
-                df, stats = verify_partition(responses, queries, cached, cfg.verification, sandbox_factory=sandbox.get,
-                                             judge=judge, judge_version=judge.version(), log=context.log.info)
+            judged = Judge(judge, cfg, engines)  # a judge may run on vLLM: in the step's model pool
+            df, stats = verify_partition(responses, queries, cached, cfg.verification, sandbox_factory=sandbox.get,
+                                         judge=judged, judge_version=judged.version(), log=context.log.info,
+                                         models=engines.pool)
         version = lake.write_partition(TABLE, df, part, context=context)
         context.log.info(f"{part}: {stats['verified']} verified, {stats['reused']} reused from the cache")
         return materialize_result(lake, TABLE, df, version, {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from am_assets.core.responses import parse_response, truncation
 
@@ -56,3 +57,32 @@ def last_code_block(text: str) -> tuple[str | None, str | None]:
             return code, lang
     lang, code = blocks[-1]
     return code, lang or None
+
+
+@dataclass
+class VerifyContext:
+    """What a verifier may use besides its rows: the `verification` settings, the sandbox factory, the
+    judge (or None), the step's model pool (math workers, perplexity models) and a log function."""
+
+    vcfg: object
+    sandbox_factory: Callable | None = None
+    judge: object | None = None
+    judge_version: str = "judge/none"
+    models: object | None = None  # resources.pool.ModelPool
+    log: Callable[[str], None] = lambda m: None
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """One entry of the verifier registry (am_assets/verify/registry.py).
+
+    `applies(row)`: does this verifier take the row (the first in registry order that does, wins);
+    `version(ctx)`: recorded on each row and part of the verdict cache key, so a new version re-verifies;
+    `verify(rows, ctx)`: one Verdict per row, in order. Rows carry the query columns plus `_answer`
+    (the answer part) and `_delimited` (the response had an explicit answer part)."""
+
+    key: str  # the group key (also what `choose_verifier` returns)
+    name: str  # the `verifier` column
+    applies: Callable[[dict], bool]
+    version: Callable[[VerifyContext], str]
+    verify: Callable[[list[dict], VerifyContext], list[Verdict]]

@@ -48,7 +48,8 @@ def _normalize(row: object) -> dict:
 
 
 def check_rows(rows: Iterable[object], vcfg, *, sandbox_factory: Callable, judge=None,
-               judge_version: str = "judge/none", log: Callable[[str], None] = lambda m: None) -> Iterator[dict]:
+               judge_version: str = "judge/none", log: Callable[[str], None] = lambda m: None,
+               models=None) -> Iterator[dict]:
     """One verdict dict per row, in order (see the module doc)."""
     good, results = [], []
     for i, raw in enumerate(rows):
@@ -66,7 +67,7 @@ def check_rows(rows: Iterable[object], vcfg, *, sandbox_factory: Callable, judge
                                 for i, r in good], schema={c: pl.String for c in ("query_id", *_TEXT_FIELDS[:3],
                                                                                   *_JSON_FIELDS)})
         df, _ = verify_partition(responses, queries, pl.DataFrame(), vcfg, sandbox_factory=sandbox_factory,
-                                 judge=judge, judge_version=judge_version, log=log)
+                                 judge=judge, judge_version=judge_version, log=log, models=models)
         for (i, _), out in zip(good, df.iter_rows(named=True)):
             results[i] = {"row": i + 1, "verify_score": out["verify_score"], "passed": out["passed"],
                           "status": out["status"], "verifier": out["verifier"], "truncated": out["truncated"],

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 
-from am_assets.verify.base import Verdict
+from am_assets.verify.base import Verdict, Verifier
 
 NAME = "choice"
 VERSION = "choice/1"
@@ -186,3 +186,9 @@ def verify_choice(answer: str | None, metadata, category: str | None) -> Verdict
     if len(letters) > 1:
         return Verdict(0.0, "ok", {**details, "reason": f"several options named: {', '.join(letters)}"})
     return Verdict(full if letters[0] == ch["answer"] else 0.0, "ok", details)
+
+
+VERIFIER = Verifier(
+    key="choice", name=NAME, version=lambda ctx: VERSION,
+    applies=lambda row: choices_of(row.get("metadata")) is not None,  # options + letter: any category, no judge
+    verify=lambda rows, ctx: [verify_choice(r["_answer"], r.get("metadata"), r.get("category")) for r in rows])

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from am_assets.verify.base import Verdict, answer_part, last_code_block, no_reference
+from am_assets.verify.base import Verdict, Verifier, answer_part, last_code_block, no_reference
 from am_assets.verify.code_proto import needs_prelude
 from resources.sandbox import BUILD_MEMORY_MB, Program, RunResult, Sandbox
 
@@ -253,3 +253,19 @@ def verify_code(rows: list[dict], sandbox: Sandbox, max_tests: int, timeout_s: f
         results.update(zip(chunk, outs))
         log(f"code: {min(start + batch_programs, len(todo))}/{len(todo)} test programs run ({sandbox.name} sandbox)")
     return [score(job, results.get(j), score_mode) for j, job in enumerate(jobs)]
+
+
+def _verify_rows(rows: list[dict], ctx) -> list[Verdict]:
+    try:
+        sandbox = ctx.sandbox_factory()
+    except Exception as e:  # noqa: BLE001 - no sandbox: no verdicts, said per row
+        return [Verdict(0.0, "verifier_error", {"error": f"sandbox: {e}"[:500]})] * len(rows)
+    items = [{"answer": r["_answer"], "response": None, "test_cases": r.get("test_cases")} for r in rows]
+    v = ctx.vcfg
+    return verify_code(items, sandbox, v.code_max_tests, v.code_timeout_s, log=ctx.log, score_mode=v.code_score_mode)
+
+
+VERIFIER = Verifier(
+    key="code", name=NAME, applies=lambda row: row.get("category") == "code", verify=_verify_rows,
+    version=lambda ctx: f"{VERSION}/tests{ctx.vcfg.code_max_tests}"
+                        + ("/all" if ctx.vcfg.code_score_mode == "all_or_nothing" else ""))

@@ -14,7 +14,7 @@ import json
 import re
 from typing import Callable
 
-from am_assets.verify.base import Verdict, no_reference
+from am_assets.verify.base import Verdict, Verifier, no_reference
 
 NAME = "ifeval"
 VERSION = "ifeval/1"
@@ -172,3 +172,8 @@ def verify_if(answer: str, constraints_json: str | None) -> Verdict:
         results.append({"id": c["id"], "passed": ok})
     score = sum(r["passed"] for r in results) / len(results)
     return Verdict(score, "ok", {"constraints": results})
+
+
+VERIFIER = Verifier(
+    key="if", name=NAME, version=lambda ctx: VERSION, applies=lambda row: row.get("category") == "if",
+    verify=lambda rows, ctx: [verify_if(r["_answer"], r.get("instruction_constraints")) for r in rows])

@@ -1,4 +1,5 @@
-"""LLM-judge prompts and the parsers of their replies (pure). The judge resource sends them.
+"""LLM-judge prompts, the parsers of their replies (pure) and `Judge`, which sends them through the
+judge resource (resources/judge.py) on the step's engines.
 
 Science: similarity to the reference answer on 0-5 (the paper's Qwen2.5-7B step). Other: coherence,
 correctness and helpfulness on 0-4 each, score = sum / 12 (the paper used a reward model for this).
@@ -101,3 +102,51 @@ def parse_other(reply: str) -> Verdict:
 def parse_math(reply: str) -> bool | None:
     m = re.search(r"verdict\s*[:=]\s*(yes|no)", reply or "", re.I)
     return None if not m else m.group(1).lower() == "yes"
+
+
+class Judge:
+    """The judge as verify uses it: the resource (which teacher, reply length) over the step's engines,
+    with this module's prompts and parsers. An engine failure is `verifier_error`, never a score."""
+
+    def __init__(self, resource, cfg, engines):
+        self.resource, self.cfg, self.engines = resource, cfg, engines
+
+    def version(self) -> str:
+        return self.resource.version(self.cfg, PROMPT_VERSION)
+
+    def complete(self, prompts: list[str]) -> list:
+        return self.resource.complete(self.cfg, self.engines, prompts)
+
+    def _rate(self, prompts: list[str], parse) -> list[Verdict]:
+        if not prompts:
+            return []
+        try:
+            replies = self.complete(prompts)
+        except Exception as e:  # noqa: BLE001 - the judge failed: no verdict
+            err = Verdict(0.0, "verifier_error", {"error": f"judge: {type(e).__name__}: {e}"[:500]})
+            return [err] * len(prompts)
+        out = []
+        for c in replies:
+            if c is None or c.finish_reason == "error":
+                out.append(Verdict(0.0, "verifier_error", {"error": f"judge: {getattr(c, 'error', None) or 'no reply'}"}))
+            else:
+                out.append(parse(c.text))
+        return out
+
+    def rate_science(self, items: list[tuple[str, str, str]]) -> list[Verdict]:
+        """[(question, reference, answer)] -> 0-5 Verdicts."""
+        return self._rate([science_prompt(q, r, a) for q, r, a in items], parse_science)
+
+    def rate_other(self, items: list[tuple[str, str]]) -> list[Verdict]:
+        """[(question, answer)] -> Verdicts of (coherence + correctness + helpfulness) / 12."""
+        return self._rate([other_prompt(q, a) for q, a in items], parse_other)
+
+    def math_equivalent(self, items: list[tuple[str, str, str]]) -> list[bool | None]:
+        """[(question, reference, answer)] -> True/False, None when the reply is unreadable or the judge failed."""
+        if not items:
+            return []
+        try:
+            replies = self.complete([math_prompt(q, r, a) for q, r, a in items])
+        except Exception:  # noqa: BLE001 - a failed second opinion keeps Math-Verify's verdict
+            return [None] * len(items)
+        return [None if c is None or c.finish_reason == "error" else parse_math(c.text) for c in replies]

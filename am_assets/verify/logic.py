@@ -1,13 +1,13 @@
 """verification_outcomes for one teacher x shard: pick a verifier per response, reuse cached verdicts,
 verify the rest, add quality flags and `passed`. Plain functions; the asset only reads and writes.
 
-Verifier registry (by the query's category and carried data):
+Verifiers (am_assets/verify/registry.py; the first whose `applies(row)` holds, in this order):
   choice          option letter vs metadata.choices (any category)    needs metadata.choices
   math            Math-Verify (+ optional judge second opinion)       needs reference_answer
   code            sandboxed tests                                     needs test_cases
   if              IFEval validators                                   needs instruction_constraints
-  reasoning-gym   the generator's score_answer (non-math rg rows)      needs reference_answer
   science         judge, 0-5 against the reference                     needs reference_answer
+  reasoning-gym   the generator's score_answer (non-math rg rows)      needs reference_answer
   other           judge, (coherence + correctness + helpfulness) / 12
 The row cache key is (response_id, verifier_version), plus `input_hash` (answer text and the query's
 reference / tests / constraints), so a changed response or reference is verified again. `passed` and
@@ -16,7 +16,6 @@ the quality flags are recomputed on every run (they depend on thresholds and on 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from typing import Callable
@@ -24,10 +23,11 @@ from typing import Callable
 import polars as pl
 
 from am_assets.core.responses import parse_response
-from am_assets.verify import choice, code_tests, ifeval, rgym
-from am_assets.verify.base import Verdict, answer_part, no_reference, truncated_verdict
-from am_assets.verify.math_pool import get_pool
+from am_assets.verify.base import Verdict, VerifyContext, answer_part, no_reference, truncated_verdict
+from am_assets.verify.math_verifier import math_version  # noqa: F401 - re-exported (benchmarks, docs)
 from am_assets.verify.quality import has_text, perplexities, repetitive_flags
+from am_assets.verify.registry import NONE, REGISTRY, by_key
+from resources.pool import ModelPool
 
 OUTCOME_SCHEMA: dict[str, pl.DataType] = {
     "response_id": pl.String, "query_id": pl.String, "category": pl.String, "verify_score": pl.Float64,
@@ -37,15 +37,6 @@ OUTCOME_SCHEMA: dict[str, pl.DataType] = {
 }
 _QUERY_COLS = ["query_id", "category", "question", "reference_answer", "test_cases", "instruction_constraints",
                "metadata"]
-MATH_CHUNK = 500  # items per progress line
-
-
-@functools.cache
-def math_version(second_opinion: bool, fallback: str = "answer_statement") -> str:
-    from importlib.metadata import version
-
-    # /3: answers only from the answer part (last \boxed{}, else the configured fallback); truncation
-    return f"math-verify-{version('math-verify')}/3-{fallback}" + ("+judge" if second_opinion else "")
 
 
 def input_hash(row: dict) -> str:
@@ -55,32 +46,15 @@ def input_hash(row: dict) -> str:
     return hashlib.blake2b("\x00".join(parts).encode(), digest_size=10).hexdigest()
 
 
-def choose_verifier(row: dict) -> str:
-    if choice.choices_of(row.get("metadata")) is not None:  # options + letter: any category, no judge
-        return "choice"
-    category = row.get("category")
-    if category == "math":
-        return "math"
-    if category in ("code", "if", "science"):
-        return category
-    if rgym.rg_spec(row.get("metadata")) is not None:
-        return "reasoning-gym"
-    return "other"
+def choose_verifier(row: dict, registry=REGISTRY) -> str:
+    """The key of the first registered verifier that takes the row."""
+    return next(v.key for v in registry if v.applies(row))
 
 
-def verifier_versions(vcfg, judge_version: str) -> dict[str, tuple[str, str]]:
+def verifier_versions(vcfg, judge_version: str, registry=REGISTRY) -> dict[str, tuple[str, str]]:
     """verifier key -> (name, version) recorded on each row."""
-    return {
-        "math": ("math-verify", math_version(vcfg.math_judge_second_opinion, vcfg.answer_fallback)),
-        "code": (code_tests.NAME, f"{code_tests.VERSION}/tests{vcfg.code_max_tests}"
-                                  + ("/all" if vcfg.code_score_mode == "all_or_nothing" else "")),
-        "if": (ifeval.NAME, ifeval.VERSION),
-        "reasoning-gym": (rgym.NAME, rgym.version()),
-        "choice": (choice.NAME, choice.VERSION),
-        "science": ("judge-science", judge_version),
-        "other": ("judge-other", judge_version),
-        "none": ("none", "none/1"),
-    }
+    ctx = VerifyContext(vcfg, judge_version=judge_version)
+    return {**{v.key: (v.name, v.version(ctx)) for v in registry}, "none": NONE}
 
 
 def join_queries(responses: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
@@ -93,72 +67,20 @@ def join_queries(responses: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame
     return responses.join(q, on="query_id", how="left")
 
 
-def _verify_math(rows: list[dict], vcfg, judge, log) -> list[Verdict]:
-    out: list[Verdict | None] = [None] * len(rows)
-    todo = []
-    for i, r in enumerate(rows):
-        if not r.get("reference_answer"):
-            out[i] = no_reference("reference_answer")
-        else:
-            todo.append(i)
-    pool = get_pool(vcfg.math_workers, vcfg.math_timeout_s)
-    for start in range(0, len(todo), MATH_CHUNK):
-        chunk = todo[start:start + MATH_CHUNK]
-        # an untagged response mixes thinking and answer: a stated answer counts only in its last lines
-        res = pool.verify([(rows[i]["reference_answer"], rows[i]["_answer"],
-                            vcfg.answer_fallback if rows[i].get("_delimited") or vcfg.answer_fallback == "none"
-                            else "answer_statement_tail") for i in chunk])
-        for i, d in zip(chunk, res):
-            out[i] = Verdict(d["score"], d["status"], d["details"])
-        log(f"math: {min(start + MATH_CHUNK, len(todo))}/{len(todo)} verified")
-    if vcfg.math_judge_second_opinion and judge is not None:
-        wrong = [i for i in todo if out[i].status == "ok" and out[i].score == 0 and rows[i]["_answer"]]
-        opinions = judge.math_equivalent([(rows[i]["question"] or "", rows[i]["reference_answer"], rows[i]["_answer"])
-                                          for i in wrong])
-        for i, yes in zip(wrong, opinions):
-            details = dict(out[i].details, judge_second_opinion=yes)
-            out[i] = Verdict(1.0 if yes else 0.0, "ok", details)
-        log(f"math: judge second opinion on {len(wrong)} answers Math-Verify rejected")
-    return out  # type: ignore[return-value]
-
-
-def _verify_group(key: str, rows: list[dict], vcfg, sandbox_factory, judge, log) -> list[Verdict]:
-    if key == "math":
-        return _verify_math(rows, vcfg, judge, log)
-    if key == "choice":
-        return [choice.verify_choice(r["_answer"], r.get("metadata"), r.get("category")) for r in rows]
-    if key == "code":
-        try:
-            sandbox = sandbox_factory()
-        except Exception as e:  # noqa: BLE001 - no sandbox: no verdicts, said per row
-            return [Verdict(0.0, "verifier_error", {"error": f"sandbox: {e}"[:500]})] * len(rows)
-        items = [{"answer": r["_answer"], "response": None, "test_cases": r.get("test_cases")} for r in rows]
-        return code_tests.verify_code(items, sandbox, vcfg.code_max_tests, vcfg.code_timeout_s, log=log,
-                                      score_mode=vcfg.code_score_mode)
-    if key == "if":
-        return [ifeval.verify_if(r["_answer"], r.get("instruction_constraints")) for r in rows]
-    if key == "reasoning-gym":
-        return [rgym.verify_rg(r["_answer"], r.get("reference_answer"), r.get("question") or "",
-                               rgym.rg_spec(r.get("metadata"))) for r in rows]
-    if key in ("science", "other") and judge is None:
-        return [Verdict(0.0, "verifier_error", {"error": "no judge resource"})] * len(rows)
-    if key == "science":
-        out: list[Verdict | None] = [None if r.get("reference_answer") else no_reference("reference_answer") for r in rows]
-        idx = [i for i, v in enumerate(out) if v is None]
-        for i, v in zip(idx, judge.rate_science([(rows[i].get("question") or "", rows[i]["reference_answer"],
-                                                  rows[i]["_answer"]) for i in idx])):
-            out[i] = v
-        return out  # type: ignore[return-value]
-    if key == "other":
-        return judge.rate_other([(r.get("question") or "", r["_answer"]) for r in rows])
-    raise KeyError(key)
-
-
 def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.DataFrame, vcfg, *,
                      sandbox_factory: Callable, judge=None, judge_version: str = "judge/none",
-                     log: Callable[[str], None] = lambda m: None) -> tuple[pl.DataFrame, dict]:
-    """One outcome row per response (OUTCOME_SCHEMA) and run statistics."""
-    versions = verifier_versions(vcfg, judge_version)
+                     log: Callable[[str], None] = lambda m: None, models: ModelPool | None = None,
+                     registry=REGISTRY) -> tuple[pl.DataFrame, dict]:
+    """One outcome row per response (OUTCOME_SCHEMA) and run statistics. `models`: the step's model
+    pool (math workers, perplexity model); without one, a pool of this call's own, closed at its end."""
+    if models is None:
+        with ModelPool() as own:
+            return verify_partition(responses, queries, cached, vcfg, sandbox_factory=sandbox_factory, judge=judge,
+                                    judge_version=judge_version, log=log, models=own, registry=registry)
+    ctx = VerifyContext(vcfg, sandbox_factory=sandbox_factory, judge=judge, judge_version=judge_version,
+                        models=models, log=log)
+    verifiers = by_key(registry)
+    versions = verifier_versions(vcfg, judge_version, registry)
     rows = join_queries(responses, queries).to_dicts()
     keyed = {}
     if cached.height and {"response_id", "verifier_version"} <= set(cached.columns):
@@ -176,7 +98,7 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
         if r.get("category") is None:
             verdicts[i] = ("none", no_reference(f"query row (query_id {r['query_id']} is not in unique_queries)"))
             continue
-        key = choose_verifier(r)
+        key = choose_verifier(r, registry)
         cut = truncated_verdict(r["response"], r.get("finish_reason"), parsed) if parsed else None
         if cut is not None or r.get("truncated"):  # cut off: never a pass, whatever the verifier would say
             r["_truncated"] = True
@@ -191,11 +113,11 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
             groups.setdefault(key, []).append(i)
     for key, idx in groups.items():
         log(f"{key}: verifying {len(idx)} responses")
-        for i, v in zip(idx, _verify_group(key, [rows[i] for i in idx], vcfg, sandbox_factory, judge, log)):
+        for i, v in zip(idx, verifiers[key].verify([rows[i] for i in idx], ctx)):
             verdicts[i] = (key, v)
     texts = [r.get("response") or "" for r in rows]
     repetitive, n_frequent = repetitive_flags(texts, vcfg.repeat_ngram, vcfg.repeat_max_count)
-    ppl = _perplexities(rows, keyed, vcfg, log)
+    ppl = _perplexities(rows, keyed, vcfg, log, models)
     out = []
     for r, (key, v), rep, p in zip(rows, verdicts, repetitive, ppl):
         threshold = vcfg.thresholds.get(r.get("category"), float("inf"))
@@ -214,7 +136,7 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
     return df, stats
 
 
-def _perplexities(rows: list[dict], cached: dict, vcfg, log) -> list[float | None]:
+def _perplexities(rows: list[dict], cached: dict, vcfg, log, models: ModelPool) -> list[float | None]:
     """Perplexity of query + answer under `verification.perplexity_model`, reusing cached values."""
     if not vcfg.perplexity_model:
         return [None] * len(rows)
@@ -225,7 +147,7 @@ def _perplexities(rows: list[dict], cached: dict, vcfg, log) -> list[float | Non
     if todo:
         log(f"perplexity: {len(todo)} responses under {vcfg.perplexity_model}")
         texts = [f"{rows[i].get('question') or ''}\n{rows[i]['_answer']}" for i in todo]
-        for i, p in zip(todo, perplexities(texts, vcfg.perplexity_model, vcfg.perplexity_max_tokens)):
+        for i, p in zip(todo, perplexities(texts, vcfg.perplexity_model, vcfg.perplexity_max_tokens, models)):
             out[i] = p
     return out
 

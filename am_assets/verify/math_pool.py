@@ -8,7 +8,6 @@ re-queues the worker's other in-flight items and starts a replacement. The batch
 
 from __future__ import annotations
 
-import atexit
 import collections
 import json
 import os
@@ -166,20 +165,3 @@ class MathPool:
         self.workers.append(new)
         sel.register(new.proc.stdout, selectors.EVENT_READ, new)
         return marked
-
-
-_POOLS: dict[tuple[int, float], MathPool] = {}
-
-
-def get_pool(workers: int, timeout_s: float) -> MathPool:
-    """One pool per process and settings, started lazily (workers import sympy: ~1 s each)."""
-    key = (workers, timeout_s)
-    if key not in _POOLS:
-        _POOLS[key] = MathPool(workers, timeout_s)
-    return _POOLS[key]
-
-
-@atexit.register
-def _close_all() -> None:
-    for pool in _POOLS.values():
-        pool.close()

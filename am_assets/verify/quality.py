@@ -30,30 +30,26 @@ def has_text(value: str | None) -> bool:
     return bool(value and value.strip())
 
 
-_PPL_MODELS: dict[str, tuple] = {}
+def _load_ppl_model(name: str) -> tuple:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from resources.models import resolve_model
+
+    path = resolve_model(name)
+    model = AutoModelForCausalLM.from_pretrained(str(path))
+    model.eval()
+    return AutoTokenizer.from_pretrained(str(path)), model
 
 
-def _ppl_model(name: str):
-    """(tokenizer, model) loaded once per process."""
-    if name not in _PPL_MODELS:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from resources.models import resolve_model
-
-        path = resolve_model(name)
-        model = AutoModelForCausalLM.from_pretrained(str(path))
-        model.eval()
-        _PPL_MODELS[name] = (AutoTokenizer.from_pretrained(str(path)), model)
-    return _PPL_MODELS[name]
-
-
-def perplexities(texts: list[str], model_name: str, max_tokens: int = 1024) -> list[float | None]:
-    """Perplexity of each text (the papers: query + answer) under a causal LM; None for empty text."""
+def perplexities(texts: list[str], model_name: str, max_tokens: int = 1024, models=None) -> list[float | None]:
+    """Perplexity of each text (the papers: query + answer) under a causal LM; None for empty text.
+    `models`: the step's ModelPool (the LM loads once per pool); without one it loads for this call."""
     import math
 
     import torch
 
-    tok, model = _ppl_model(model_name)
+    tok, model = (models.get(("perplexity", model_name), lambda: _load_ppl_model(model_name)) if models is not None
+                  else _load_ppl_model(model_name))
     out: list[float | None] = []
     with torch.no_grad():
         for text in texts:

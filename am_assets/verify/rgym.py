@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 
-from am_assets.verify.base import Verdict, no_reference
+from am_assets.verify.base import Verdict, Verifier, no_reference
 from am_assets.core.boxed import last_boxed
 
 NAME = "reasoning-gym"
@@ -53,3 +53,10 @@ def verify_rg(answer: str, reference: str | None, question: str, spec: dict) -> 
         return Verdict(0.0, "verifier_error", {"error": f"{spec['dataset']}.score_answer: {type(e).__name__}: {e}"[:300]})
     return Verdict(score, "ok", {"dataset": spec["dataset"], "extracted": candidate[:200],
                                  "from": "boxed" if extracted is not None else "answer_text"})
+
+
+VERIFIER = Verifier(
+    key="reasoning-gym", name=NAME, version=lambda ctx: version(),
+    applies=lambda row: rg_spec(row.get("metadata")) is not None,  # non-math rows of a reasoning-gym source
+    verify=lambda rows, ctx: [verify_rg(r["_answer"], r.get("reference_answer"), r.get("question") or "",
+                                        rg_spec(r.get("metadata"))) for r in rows])

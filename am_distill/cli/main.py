@@ -159,23 +159,27 @@ def cmd_validate(args) -> None:
 def cmd_check(args) -> None:
     import json
 
+    from am_assets.verify.api import Judge
     from am_assets.verify.check import check_rows, read_jsonl
     from definitions import build_defs
-    from resources.engines import engines_in_use
+    from resources.engines import EnginesResource
+    from resources.pool import ModelPool
 
     defs = build_defs(args.config)
-    cfg, sandbox, judge = defs.resources["pipeline"].load(), defs.resources["sandbox"], defs.resources["judge"]
+    cfg, sandbox = defs.resources["pipeline"].load(), defs.resources["sandbox"]
     path = Path(args.file)
     if not path.is_file():
         raise SystemExit(f"{path}: no such file")
-    with engines_in_use():  # a judge may start a vLLM engine
+    with ModelPool() as pool:  # a judge may start a vLLM engine; closed on the way out
+        judge = Judge(defs.resources["judge"], cfg, EnginesResource.sharing(pool))
         for verdict in check_rows(read_jsonl(path), cfg.verification, sandbox_factory=sandbox.get, judge=judge,
-                                  judge_version=judge.version(), log=lambda m: print(m, file=sys.stderr)):
+                                  judge_version=judge.version(), log=lambda m: print(m, file=sys.stderr),
+                                  models=pool):
             print(json.dumps(verdict, ensure_ascii=False, default=str), flush=True)
 
 
 def cmd_export(args) -> None:
-    from am_assets.mix.export import rows_from_table, write_exports
+    from am_assets.mix.api import rows_from_table, write_exports
     from definitions import build_defs
 
     defs = build_defs(args.config)
@@ -245,12 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     from resources.config import ConfigError
 
     try:
-        args.fn(args)
+        args.fn(args)  # each command closes the models it opened (its ModelPool)
     except (ConfigError, MaterializationFailed) as e:
         raise SystemExit(str(e)) from None
-    finally:
-        if "resources.engines" in sys.modules:  # else the process may wait at exit for a vLLM engine core
-            sys.modules["resources.engines"].close_engines()
 
 
 if __name__ == "__main__":

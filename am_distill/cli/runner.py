@@ -1,7 +1,10 @@
 """Materialize assets partition by partition, upstream first, skipping fresh partitions.
 
 This is what `am-distill demo|materialize|backfill` run: the same decision the UI shows (missing or
-stale = run, fresh = skip; a partition holding failed rows with attempts left runs too), executed in-process so each engine or model loads once per command.
+stale = run, fresh = skip; a partition holding failed rows with attempts left runs too), executed
+in-process with one open model pool and the config parsed once, so each engine or model loads once per
+command. The CLI layer is the only one that drives the sensors' logic (`record_observations`,
+`rows_to_retry`) outside Dagster's daemon.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from resources.engines import engines_kept_open
+from am_assets.core.partitions import ADDS_PARTITIONS_TAG
+from resources import sharing
+from resources.dagster_internals import Staleness
 from resources.instance import fail_dead_runs, run_tags
+from resources.pool import ModelPool
 from sensors.automation import rows_to_retry
 from sensors.registry import record_observations
 
@@ -68,17 +74,66 @@ def _matches(asset_def, key: str, only: dict[str, str]) -> bool:
 
 def stale_status(graph, instance):
     """A function (asset key, partition) -> MISSING | STALE | FRESH, as the UI computes it."""
-    # internal API: Dagster exports no public staleness query (reference/dagster.md section 3)
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver
-    from dagster._core.loader import LoadingContextForTest
+    return Staleness(instance, graph).status
 
-    resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
-    return lambda key, pk: resolver.get_status(key, pk).value
+
+def run_order(order: list[str], deps: dict[str, set[str]], dims: dict[str, set[str]],
+              adds: dict[str, set[str]]) -> list[str]:
+    """`order` (a topological order) re-sorted so that every asset partitioned on a dynamic dimension runs
+    after the assets whose runs add partitions to it, and so after them, the fan-in assets reading it.
+
+    Without it `eval_scores` (model x benchmark) runs before `model_registry` registers the trained
+    model, `eval_report` compares the base alone, and stays fresh afterwards. deps: asset -> upstream
+    assets; dims: asset -> its dynamic partition dimensions; adds: asset -> dimensions its runs add to.
+    An extra edge that would close a cycle (the adder depends on the asset) is left out.
+    """
+    def upstream(a: str, seen: set[str]) -> set[str]:
+        for d in deps.get(a, ()):
+            if d not in seen:
+                seen.add(d)
+                upstream(d, seen)
+        return seen
+
+    after = {a: set(deps.get(a, ())) & set(order) for a in order}
+    for adder, added in adds.items():
+        for a in order:
+            if a != adder and dims.get(a, set()) & added and a not in upstream(adder, set()):
+                after[a].add(adder)
+    out, done = [], set()
+    while len(out) < len(order):  # Kahn's algorithm, stable: the earliest ready asset of `order` first
+        ready = next((a for a in order if a not in done and after[a] <= done), None)
+        if ready is None:
+            raise ValueError(f"cycle among {sorted(set(order) - done)}")
+        out.append(ready)
+        done.add(ready)
+    return out
+
+
+def graph_run_order(graph) -> list:
+    """The asset keys of `graph` in `run_order`."""
+    keys = list(graph.toposorted_asset_keys)
+    names = {k.to_user_string(): k for k in keys}
+    deps, dims, adds = {}, {}, {}
+    for name, key in names.items():
+        node = graph.get(key)
+        deps[name] = {p.to_user_string() for p in node.parent_keys}
+        dims[name] = _dynamic_dimensions(node.partitions_def)
+        tag = (node.tags or {}).get(ADDS_PARTITIONS_TAG)
+        if tag:
+            adds[name] = set(tag.split(","))
+    return [names[n] for n in run_order(list(names), deps, dims, adds)]
+
+
+def _dynamic_dimensions(pdef) -> set[str]:
+    if isinstance(pdef, dg.MultiPartitionsDefinition):
+        return {d.partitions_def.name for d in pdef.partitions_defs
+                if isinstance(d.partitions_def, dg.DynamicPartitionsDefinition)}
+    return {pdef.name} if isinstance(pdef, dg.DynamicPartitionsDefinition) else set()
 
 
 def materialize_all(defs, instance, select: list[str] | None = None, partition: str | None = None,
                     only: dict[str, str] | None = None, force: bool = False, log=print,
-                    max_passes: int = 3) -> RunReport:
+                    max_passes: int = 3, pool: ModelPool | None = None) -> RunReport:
     """Materialize the selected assets (default: all), upstream first, each partition in its own run.
 
     Only missing or stale partitions run unless `force`, and those holding failed rows with attempts
@@ -86,18 +141,22 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
     value of a dimension (a per-teacher backfill). Runs are in-process, so engines and models load
     once per command. Passes repeat until nothing is left to run: a run can create partitions
     (a trained model becomes a new `model` partition of eval_scores) or make an earlier asset stale.
+    `pool`: an open ModelPool the caller closes (tests share one across commands); default: one for this call.
     """
+    if pool is None:
+        with ModelPool() as own:
+            return materialize_all(defs, instance, select, partition, only, force, log, max_passes, own)
     cfg = defs.resources["pipeline"].load()
     fail_dead_runs(instance, log)  # runs a killed runner left STARTED would show as running forever
     record_observations(instance, cfg)  # what the sensors would do: partitions + source data versions
     report = RunReport()
-    with engines_kept_open():  # one process for every partition: load each model once
-        for i in range(max_passes):
-            ran = len(report.ran)
-            # failed rows are retried once per command (the engine already retried each request)
-            _one_pass(defs, instance, report, select, partition, only, force and i == 0, log, retry=i == 0)
-            if len(report.ran) == ran or partition is not None:
-                break
+    resources = sharing(defs.resources, pool, cfg)  # every run: this pool (each model loads once), this config
+    for i in range(max_passes):
+        ran = len(report.ran)
+        # failed rows are retried once per command (the engine already retried each request)
+        _one_pass(defs, resources, instance, report, select, partition, only, force and i == 0, log, retry=i == 0)
+        if len(report.ran) == ran or partition is not None:
+            break
     if report.failures:  # every other partition was tried first: one bad source does not stop the rest
         lines = [f"  {a} [{pk or 'unpartitioned'}]: {why}" for (a, pk), why in report.failures.items()]
         # the failures last: the final line of the CLI's output names what failed (a source's path)
@@ -106,10 +165,10 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
     return report
 
 
-def _one_pass(defs, instance, report: RunReport, select, partition, only, force, log, retry: bool) -> None:
+def _one_pass(defs, resources, instance, report: RunReport, select, partition, only, force, log, retry: bool) -> None:
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets)
-    for key in graph.toposorted_asset_keys:
+    for key in graph_run_order(graph):
         name = key.to_user_string()
         node = graph.get(key)
         if not node.is_materializable or (select and name not in select):
@@ -132,7 +191,7 @@ def _one_pass(defs, instance, report: RunReport, select, partition, only, force,
         for i, pk in enumerate(keys, 1):
             log(f"[{name}] {pk or 'unpartitioned'} ({i}/{len(keys)})")
             result = dg.materialize(assets, selection=[key], partition_key=pk, instance=instance,
-                                    resources=defs.resources, raise_on_error=False, tags=run_tags())
+                                    resources=resources, raise_on_error=False, tags=run_tags())
             if not result.success:  # recorded, reported at the end; the other partitions go on
                 report.failures[(name, pk)] = f"{_failure_text(result)} (run {result.run_id})"
                 log(f"[{name}] {pk or 'unpartitioned'} FAILED: {report.failures[(name, pk)]}")
