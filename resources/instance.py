@@ -135,13 +135,13 @@ TEACHER_TAG = "dagster/partition/teacher"  # Dagster tags each run with its part
 
 
 def _queued_run_coordinator():
-    from dagster._core.run_coordinator import QueuedRunCoordinator  # not re-exported by `dagster`
+    from resources.dagster_internals import QueuedRunCoordinator  # not re-exported by `dagster`
 
     return QueuedRunCoordinator
 
 
 def _default_run_launcher():
-    from dagster._core.launcher import DefaultRunLauncher
+    from resources.dagster_internals import DefaultRunLauncher
 
     return DefaultRunLauncher
 
@@ -188,7 +188,7 @@ class PoolRunCoordinator(_queued_run_coordinator()):
         return {k: v for k, v in tags.items() if run.tags.get(k) != v}
 
     def submit_run(self, context):
-        from dagster._core.run_coordinator import SubmitRunContext
+        from resources.dagster_internals import SubmitRunContext
 
         tags = self.run_tags_for(context.dagster_run)
         if tags:
@@ -227,7 +227,7 @@ class CheckedRunLauncher(_default_run_launcher()):
         super().launch_run(context)
 
     def check_run_worker_health(self, run):
-        from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+        from resources.dagster_internals import CheckRunHealthResult, WorkerStatus
 
         if run.tags.get(HOST_TAG, socket.gethostname()) != socket.gethostname():
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run worker is on another host")
