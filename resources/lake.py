@@ -139,6 +139,31 @@ class LakeResource(dg.ConfigurableResource):
         raise CommitConflict(f"lake table {table} ({where}): {COMMIT_ATTEMPTS} commits in a row lost to concurrent "
                              f"writers; nothing was written by this attempt. Last error: {error}") from error
 
+    def overwrite_from_parquet(self, table: str, paths: Sequence[str], *,
+                               context: dg.AssetExecutionContext | None = None,
+                               extra_metadata: Mapping[str, Any] | None = None) -> int:
+        """Whole-table overwrite (unpartitioned) with the rows of staged Parquet files, streamed in
+        batches into one Delta commit: a table larger than memory is written in bounded memory.
+        The files must share one schema. Same commit rules as write_partition(table, df, None)."""
+        import pyarrow.dataset as pads
+        from deltalake import write_deltalake
+
+        metadata = run_commit_metadata(context)
+        metadata.update({k: str(v) for k, v in (extra_metadata or {}).items()})
+        empty = pl.scan_parquet(paths[0]).head(0).collect()
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                dt = self.table(table) or self._create(table, empty, None, metadata)
+                reader = pads.dataset(list(paths), format="parquet").scanner(batch_size=8192).to_reader()
+                props = CommitProperties(custom_metadata=metadata, max_commit_retries=0)
+                write_deltalake(dt, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props)
+                return dt.version()
+            except CommitFailedError as e:
+                error = e
+                time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+        raise CommitConflict(f"lake table {table} (whole table): {COMMIT_ATTEMPTS} commits in a row lost to "
+                             f"concurrent writers; nothing was written by this attempt. Last error: {error}") from error
+
     def _create(self, table: str, df: pl.DataFrame, partition_by, metadata: dict[str, str]) -> DeltaTable:
         """Create the empty table; losing that race to another process means it exists: fine."""
         props = CommitProperties(custom_metadata=metadata, max_commit_retries=0)  # never a second create

@@ -1,18 +1,21 @@
 """mix_settings -> training_mix: Stage I / Stage II selection, exports and the data card."""
 import hashlib
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
-from am_assets.difficulty.logic import teachers_from_config
-from am_assets.mix.build import assemble_mix
+from am_assets.difficulty.api import teachers_from_config
+from am_assets.mix.sharded import assemble_mix_sharded
 from am_assets.mix.card import write_card
-from am_assets.mix.export import LINEAGE_COLUMNS, write_exports
+from am_assets.mix.export import LINEAGE_COLUMNS, ExportWriter
 from am_assets.mix.select import decision_counts
-from am_assets.verify.audit import audit_markdown
+from am_assets.verify.api import audit_markdown
 from resources.config import AM_SYSTEM_PROMPT
+from resources.config import shard_key
 from resources.lake import LakeResource, content_hash, materialize_result
 from resources.pipeline import PipelineConfigResource
 
@@ -59,28 +62,33 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
     missing = [t for t, v in versions.items() if v is None]
     if missing:
         raise FileNotFoundError(f"lake tables {missing} do not exist under {lake.root}; materialize them first")
-    # every scan pinned to the version recorded in the lineage, so a concurrent write cannot mix versions
-    scan = {t: lake.scan(t, version=v) for t, v in versions.items()}
     pool_teachers = [reference] if cfg.mix.response_teachers == "reference" else teachers
-    started = time.perf_counter()
-    rows, decisions, drops = assemble_mix(
-        scan["verification_outcomes"], scan["difficulty_scores"], scan["teacher_responses"], scan["unique_queries"],
-        mix=cfg.mix, pool_teachers=pool_teachers, thresholds=cfg.verification.thresholds,
-        scored_statuses=cfg.difficulty.scored_statuses,
-        system_prompts={t.name: t.system_prompt for t in cfg.teachers}, default_system_prompt=AM_SYSTEM_PROMPT)
     settings_hash = mix_settings_hash(cfg)
-    rows = rows.with_columns(pl.lit(json.dumps(versions, sort_keys=True)).alias("input_versions"),
-                             pl.lit(settings_hash).alias("mix_config_hash"))
-    context.log.info(f"selected {rows.height} rows from {decisions.height} queries in "
-                     f"{time.perf_counter() - started:.1f}s (teachers {pool_teachers}); drops {drops}")
-
-    table = rows.select(TABLE_COLUMNS)
-    version = lake.write_partition("training_mix", table, None, context=context,
-                                   extra_metadata={f"{t}_version": v for t, v in versions.items()})
+    extra = {"input_versions": json.dumps(versions, sort_keys=True), "mix_config_hash": settings_hash}
     export_dir = cfg.mix.export_dir
-    files = write_exports(rows, export_dir)
+    started = time.perf_counter()
+    # shard by shard (am_assets/mix/sharded.py): each shard's rows with text are staged as Parquet and
+    # appended to the exports, then committed to Delta in one streamed overwrite; memory = one shard
+    with tempfile.TemporaryDirectory(prefix="training_mix-") as staging:
+        sink = _ShardSink(Path(staging), ExportWriter(export_dir), extra)
+        narrow, decisions, drops = assemble_mix_sharded(
+            lambda shard: _shard_scans(lake, versions, shard), [shard_key(i) for i in range(cfg.shards)],
+            mix=cfg.mix, pool_teachers=pool_teachers, thresholds=cfg.verification.thresholds,
+            scored_statuses=cfg.difficulty.scored_statuses,
+            system_prompts={t.name: t.system_prompt for t in cfg.teachers}, default_system_prompt=AM_SYSTEM_PROMPT,
+            sink=sink)
+        context.log.info(f"selected {narrow.height} rows from {decisions.height} queries in "
+                         f"{time.perf_counter() - started:.1f}s (teachers {pool_teachers}); drops {drops}")
+        files = sink.exports.close()
+        if sink.paths:
+            version = lake.overwrite_from_parquet("training_mix", sink.paths, context=context,
+                                                  extra_metadata={f"{t}_version": v for t, v in versions.items()})
+        else:
+            version = lake.write_partition("training_mix", sink.empty(), None, context=context,
+                                           extra_metadata={f"{t}_version": v for t, v in versions.items()})
+    table = sink.empty()  # schema for the metadata; the rows were streamed
     stats, card_md, plots = write_card(
-        rows, decisions, scan["difficulty_scores"], teachers=teachers, cv_threshold=cfg.mix.cv_threshold,
+        narrow, decisions, lake.scan("difficulty_scores", version=versions["difficulty_scores"]), teachers=teachers, cv_threshold=cfg.mix.cv_threshold,
         config=cfg.mix.model_dump(mode="json"), input_versions=versions, export_dir=export_dir,
         audit_md=audit_markdown(lake))
     context.log.info(f"exports in {export_dir}: {sorted(p.name for p in files.values())}")
@@ -98,6 +106,7 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
         "tokens": stats["tokens"],
         "input_versions": dg.MetadataValue.json(versions),
         "mix_config_hash": settings_hash,
+        "dagster/row_count": sink.rows,
     }, column_lineage=dg.TableColumnLineage(deps_by_column={
         "messages": [dg.TableColumnDep(asset_key=dg.AssetKey("teacher_responses"), column_name="response"),
                      dg.TableColumnDep(asset_key=dg.AssetKey("unique_queries"), column_name="question")],
@@ -106,4 +115,51 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
         "pass_rates": [dg.TableColumnDep(asset_key=dg.AssetKey("difficulty_scores"), column_name="pass_rates")],
     }))
     # content only: a changed setting that selects the same rows must not retrain or re-evaluate
-    return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(content_hash(table)))
+    return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(sink.content_hash()))
+
+
+def _shard_scans(lake: LakeResource, versions: dict[str, int], shard: str) -> dict[str, pl.LazyFrame]:
+    """One shard of every input, pinned to the versions recorded in the lineage (a concurrent write
+    cannot mix versions)."""
+    return {t: lake.scan(t, {"shard": shard}, version=v) for t, v in versions.items()}
+
+
+class _ShardSink:
+    """Receives each shard's final rows: stages the table rows as Parquet, appends the exports and
+    keeps the row hashes, so the data version equals resources.lake.content_hash of the whole table."""
+
+    def __init__(self, staging: Path, exports: ExportWriter, extra: dict[str, str]):
+        self.staging, self.exports, self.extra = staging, exports, extra
+        self.paths: list[str] = []
+        self.hashes: list[pl.Series] = []
+        self.rows = 0
+        self.schema: dict | None = None
+
+    def __call__(self, shard: str, rows: pl.DataFrame) -> None:
+        rows = rows.with_columns(*(pl.lit(v).alias(k) for k, v in self.extra.items()))
+        table = rows.select(TABLE_COLUMNS)
+        # a column that is all null in one shard must keep the type the others give it
+        table = table.with_columns(pl.col(c).cast(pl.String) for c, t in table.schema.items() if t == pl.Null)
+        if self.schema is None:
+            self.schema = dict(table.schema)
+        table = table.cast(self.schema)
+        path = self.staging / f"{shard}.parquet"
+        table.write_parquet(path)
+        self.paths.append(str(path))
+        self.hashes.append(table.select(sorted(table.columns)).hash_rows(seed=0))
+        self.rows += table.height
+        self.exports.write(rows)
+
+    def empty(self) -> pl.DataFrame:
+        if self.schema is not None:
+            return pl.DataFrame(schema=self.schema)
+        return pl.DataFrame(schema={c: pl.String for c in TABLE_COLUMNS})
+
+    def content_hash(self) -> str:
+        """resources.lake.content_hash of the concatenated table, from the per-shard row hashes."""
+        if not self.hashes:
+            return content_hash(self.empty())
+        h = hashlib.blake2b(digest_size=12)
+        h.update(repr(sorted((c, str(t)) for c, t in self.schema.items())).encode())
+        h.update(pl.concat(self.hashes).sort().to_numpy().tobytes())
+        return h.hexdigest()

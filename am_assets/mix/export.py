@@ -141,3 +141,55 @@ def rows_from_table(table: pl.DataFrame) -> pl.DataFrame:
                               .struct.field("content")).list.last()
 
     return table.with_columns(content("system").alias("system_prompt"), content("assistant").alias("assistant"))
+
+
+class ExportWriter:
+    """`write_exports` one shard at a time: JSONL files appended per chunk, Parquet through one
+    pyarrow ParquetWriter; files are written beside their final name and renamed at `close`, so a
+    failed run leaves the previous exports in place. Memory: one chunk."""
+
+    def __init__(self, export_dir: Path):
+        self.dir = Path(export_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.files = export_files(self.dir)
+        self._open: dict[str, object] = {}
+        self._parquet = None
+        self._schema = None
+
+    def write(self, rows: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        for stage in STAGES:
+            part = rows.filter(pl.col("stage") == stage)
+            if part.height == 0:
+                continue
+            for kind, make in (("am", am_layout), ("am40m", am_40m_layout), ("chat", chat_layout)):
+                name = f"{kind}_{stage}"
+                if name not in self._open:
+                    self._open[name] = open(self.files[name].with_suffix(".tmp"), "wb")
+                make(part).write_ndjson(self._open[name])
+        text = [c for c in ("question", "think", "answer", "reference_answer", "test_cases") if c in rows.columns]
+        table = rows.select(_chat().alias("messages"), *LINEAGE_COLUMNS, *text).to_arrow()
+        if self._parquet is None:
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(self.files["parquet"].with_suffix(".tmp"), self._schema)
+        self._parquet.write_table(table.cast(self._schema))
+
+    def close(self) -> dict[str, Path]:
+        written: dict[str, Path] = {}
+        for stage in STAGES:
+            for kind in ("am", "am40m", "chat"):
+                name, path = f"{kind}_{stage}", self.files[f"{kind}_{stage}"]
+                if name in self._open:
+                    self._open.pop(name).close()
+                    path.with_suffix(".tmp").replace(path)
+                    written[name] = path
+                else:
+                    path.unlink(missing_ok=True)  # no stale file from an earlier setting
+        if self._parquet is None:  # no rows at all: an empty Parquet file with the lineage columns
+            pl.DataFrame(schema={c: pl.String for c in ["messages", *LINEAGE_COLUMNS]}).write_parquet(self.files["parquet"])
+        else:
+            self._parquet.close()
+            self.files["parquet"].with_suffix(".tmp").replace(self.files["parquet"])
+        written["parquet"] = self.files["parquet"]
+        return written
