@@ -552,6 +552,17 @@ def _absolute(p: Path) -> Path:
         return Path(os.path.abspath(p))
 
 
+# model names that are not paths: the packaged defaults (resources/models.py, resources/embedder.py)
+PACKAGED_MODELS = ("smollm2-135m", "all-MiniLM-L6-v2", "default")
+
+
+def _model_path(value: str | None, base: Path) -> str | None:
+    if value is None or value in PACKAGED_MODELS:
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else _absolute(base / p))
+
+
 def _resolve_paths(cfg: PipelineConfig, base: Path, config_path: Path) -> PipelineConfig:
     """Relative paths in the file are relative to the file, not to the working directory."""
     missing = []
@@ -568,6 +579,14 @@ def _resolve_paths(cfg: PipelineConfig, base: Path, config_path: Path) -> Pipeli
                 missing.append(f"{section}.{i}.path: no such file: {item.path}")
     if missing:
         raise ConfigError(f"{config_path}: invalid configuration\n  " + "\n  ".join(missing))
+    # models named by path, of every kind, are relative to the file too; packaged defaults stay names
+    for t in cfg.teachers:
+        if t.kind == "vllm":
+            t.model = _model_path(t.model, base)
+    cfg.training.base_model = _model_path(cfg.training.base_model, base)
+    cfg.verification.perplexity_model = _model_path(cfg.verification.perplexity_model, base)
+    cfg.evaluation.extra_models = [_model_path(m, base) for m in cfg.evaluation.extra_models]
+    cfg.dedup.embedder.model = _model_path(cfg.dedup.embedder.model, base)
     if cfg.landing is not None and not cfg.landing.dir.is_absolute():
         cfg.landing.dir = (base / cfg.landing.dir).resolve()
     for section, attr in ((cfg.mix, "export_dir"), (cfg.training, "models_dir")):

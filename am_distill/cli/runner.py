@@ -27,9 +27,11 @@ class MaterializationFailed(RuntimeError):
     pass
 
 
-def _failure_text(result) -> str:
+def failure_text(result) -> str:
+    """Why a run failed, in the user's words: the step's exception, or a resource's (a config that no
+    longer matches the definitions fails while the resources start)."""
     for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
+        if event.event_type_value in ("STEP_FAILURE", "RESOURCE_INIT_FAILURE"):
             err = event.event_specific_data.error
             # the user's exception, not Dagster's wrapper, nor what it was raised from (which loses the path)
             while err.cause is not None and (err.cls_name or "").startswith("Dagster"):
@@ -193,7 +195,7 @@ def _one_pass(defs, resources, instance, report: RunReport, select, partition, o
             result = dg.materialize(assets, selection=[key], partition_key=pk, instance=instance,
                                     resources=resources, raise_on_error=False, tags=run_tags())
             if not result.success:  # recorded, reported at the end; the other partitions go on
-                report.failures[(name, pk)] = f"{_failure_text(result)} (run {result.run_id})"
+                report.failures[(name, pk)] = f"{failure_text(result)} (run {result.run_id})"
                 log(f"[{name}] {pk or 'unpartitioned'} FAILED: {report.failures[(name, pk)]}")
                 continue
             report.ran.append((name, pk))
