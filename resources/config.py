@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from resources.secrets import key_problem
 
 CATEGORIES = ("math", "code", "science", "if", "other")
-Category = Literal["math", "code", "science", "if", "other"]
+Category = Literal[CATEGORIES]  # one definition: a tuple in Literal[] is its members
 _NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"  # partition keys: no | [ ] , or spaces
 
 

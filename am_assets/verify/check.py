@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 import polars as pl
 
 from am_assets.verify.logic import verify_partition
+from resources.config import CATEGORIES
 
 _JSON_FIELDS = ("test_cases", "instruction_constraints", "metadata")
 _TEXT_FIELDS = ("category", "question", "reference_answer", "response", "finish_reason")
@@ -42,7 +43,7 @@ def _normalize(row: object) -> dict:
         v = row.get(f)
         out[f] = v if v is None or isinstance(v, str) else json.dumps(v)
     if out["category"] is None:
-        raise RowProblem("field category: missing (math, code, science, if, other)")
+        raise RowProblem(f"field category: missing ({', '.join(CATEGORIES)})")
     out["metadata"] = out["metadata"] or "{}"
     return out
 
