@@ -13,7 +13,8 @@ hold their responses, as when importing a released dataset).
 
 Peak RSS per asset is sampled (every 50 ms) over this process and its children while that asset's
 partitions run; `overall peak RSS` is the process's own high-water mark (getrusage).
-Semantic dedup is off unless --semantic (its embedding cost is issue 18 item 1, benchmarks.dedup).
+Semantic dedup is off unless --semantic; query_embeddings still embeds every query, with the static
+model2vec embedder unless --embedder sentence_transformers (embedding cost: benchmarks.dedup).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ TARGET_ASSET = "training_mix"
 
 
 def write_project(root: Path, queries: int, teachers: int, samples: int, shards: int, semantic: bool,
-                  seed: int = 0) -> dict:
+                  embedder: str = "model2vec", seed: int = 0) -> dict:
     from benchmarks.scale_data import make_queries, write_jsonl, write_teacher_files
 
     base = make_queries(queries, seed)
@@ -53,7 +54,7 @@ def write_project(root: Path, queries: int, teachers: int, samples: int, shards:
                         "samples": 1, "max_tokens": 8}],
         "teachers": [{"name": f"t{t}", "kind": "import", "path": str(p), "sampling": {"n": samples}}
                      for t, p in enumerate(paths)],
-        "dedup": {"semantic": semantic},
+        "dedup": {"semantic": semantic, "embedder": {"kind": embedder}},
         "verification": {"sandbox": "local"},
         "mix": {"export_dir": str(root / "exports")},
         "training": {"models_dir": str(root / "models")},
@@ -170,6 +171,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--semantic", action="store_true", help="semantic dedup on (embeds every query)")
+    parser.add_argument("--embedder", choices=["model2vec", "sentence_transformers"], default="model2vec",
+                        help="query_embeddings' embedder (MiniLM on 2 CPU cores: ~30-90 texts/s)")
     parser.add_argument("--keep", help="build in this folder and keep it (default: a temp folder)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -177,7 +180,8 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     try:
         start = time.perf_counter()
-        sizes = write_project(root, args.queries, args.teachers, args.samples, args.shards, args.semantic)
+        sizes = write_project(root, args.queries, args.teachers, args.samples, args.shards, args.semantic,
+                              args.embedder)
         print(f"generated {sizes['queries']:,} queries (+{sizes['extra']:,} for the incremental step), "
               f"{sizes['responses']:,} responses, {args.shards} shards in {time.perf_counter() - start:,.1f} s",
               flush=True)
