@@ -67,8 +67,10 @@ def instance_config(profile: str, cfg: PipelineConfig, max_concurrent_runs: int 
     }
     if profile == "ray":
         coordinator["ray_requests"] = ray_requests(cfg)
+        # the run's Ray job gets these variables from the daemon's environment (Postgres, the config)
         launcher = {"module": "dagster_ray", "class": "RayRunLauncher",
-                    "config": {"ray": {"address": {"env": RAY_ADDRESS_ENV}}}}
+                    "config": {"ray": {"address": {"env": RAY_ADDRESS_ENV},
+                                       "env_vars": [*PG_ENV.values(), "AM_DISTILL_CONFIG", "DAGSTER_HOME"]}}}
     else:
         launcher = {"module": "resources.instance", "class": "CheckedRunLauncher"}
     return {

@@ -1,6 +1,7 @@
 """A tiny code location for the production-profile tests (tests/test_production_profile.py).
 
-One asset over teacher x shard partitions, like verification_outcomes, that writes its partition to
+One asset over teacher x shard partitions (named like the pipeline's, so the profile's per-asset Ray
+request applies) that writes its partition to
 the lake through the project's LakeResource and records when it ran (to check the queue's limits).
 AM_PROD_HANG=<partition key>: the first run of that partition hangs (after logging its pid to a
 file) so the test can SIGKILL its worker; the retry finds the file and finishes.
@@ -21,7 +22,7 @@ ROWS = 5
 
 
 @dg.asset(partitions_def=parts, code_version="1")
-def outcomes(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def verification_outcomes(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     key = context.partition_key.keys_by_dimension
     started = time.time()
     hang = os.environ.get("AM_PROD_HANG") == str(context.partition_key)
@@ -36,5 +37,5 @@ def outcomes(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
     return materialize_result(lake, "outcomes", df, version)
 
 
-defs = dg.Definitions(assets=[outcomes], executor=dg.in_process_executor,
+defs = dg.Definitions(assets=[verification_outcomes], executor=dg.in_process_executor,
                       resources={"lake": LakeResource(root=dg.EnvVar("AM_PROD_LAKE"))})

@@ -78,7 +78,7 @@ def launch_backfill(context, partitions: list[str]) -> str:
     from dagster_graphql.test.utils import execute_dagster_graphql
 
     result = execute_dagster_graphql(context, BACKFILL, {"backfillParams": {
-        "assetSelection": [{"path": ["outcomes"]}], "partitionNames": partitions}})
+        "assetSelection": [{"path": ["verification_outcomes"]}], "partitionNames": partitions}})
     data = result.data["launchPartitionBackfill"]
     assert data["__typename"] == "LaunchBackfillSuccess", data
     return data["backfillId"]
