@@ -215,6 +215,7 @@ class DedupConfig(Strict):
     # same numbers) of another text of its source borrows that text's embedding instead of being embedded
     near_exact: bool = True
     near_exact_jaccard: float = Field(default=0.8, gt=0, le=1)
+    same_numbers: bool = True  # a semantic duplicate must mention the same numbers (variants of a problem differ)
 
 
 class DecontaminationConfig(Strict):

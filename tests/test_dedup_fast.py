@@ -44,6 +44,17 @@ def test_minhash_prepass_merges_near_exact_duplicates_only():
     assert anchor[0] == 40 and anchor[40] == 40
 
 
+def test_semantic_edges_need_the_same_numbers():
+    from am_assets.dedup.nearexact import number_guard, same_numbers
+
+    assert same_numbers("She eats three eggs and buys 16 more.", "Buying 16 more eggs, she eats 3.")
+    assert same_numbers("A house for $80,000.", "a house that cost 80000 dollars")
+    assert not same_numbers("Tom has 5 apples.", "Tom has 7 apples.")
+    questions = ["Tom has 5 apples.", "Tom owns 5 apples.", "Tom has 7 apples."]
+    a, b, sim = number_guard((np.array([0, 0]), np.array([1, 2]), np.array([0.97, 0.99], np.float32)), questions)
+    assert a.tolist() == [0] and b.tolist() == [1] and sim.tolist() == [pytest.approx(0.97)]
+
+
 def _recall(vecs, n):
     """Share of pairs (i, n + i) with cosine >= 0.9 through the real kNN (as dedup_clusters does)."""
     from am_assets.dedup.knn import similar_pairs

@@ -17,7 +17,7 @@ from resources.pipeline import PipelineConfigResource
 GROUP = "dedup"
 
 
-@dg.asset(partitions_def=source_partitions, deps=[clean_queries], group_name=GROUP, code_version="2",
+@dg.asset(partitions_def=source_partitions, deps=[clean_queries], group_name=GROUP, code_version="1",
           description="Normalized-text embeddings of one source's kept rows; cached by (text hash, embedder). "
                       "Near-exact duplicates within the source borrow an embedding (`embedded_as`).")
 def query_embeddings(context: dg.AssetExecutionContext, lake: LakeResource, embedder: EmbedderResource,
@@ -98,7 +98,7 @@ def dedup_clusters(context: dg.AssetExecutionContext, lake: LakeResource, pipeli
 
 def build_unique_queries(n_shards: int) -> dg.AssetsDefinition:
     @dg.asset(
-        name="unique_queries", partitions_def=shard_partitions(n_shards), group_name=GROUP, code_version="2",
+        name="unique_queries", partitions_def=shard_partitions(n_shards), group_name=GROUP, code_version="1",
         deps=[dedup_clusters],
         description="The shard's rows of dedup_clusters: every kept row with its semantic cluster, representative "
                     "flag and benchmark contamination evidence; shard = hash(query_id) mod N.")

@@ -24,6 +24,7 @@ from am_assets.dedup.decontam import find_contamination
 from am_assets.dedup.embeddings import as_list_column, embed_with_cache, to_array, with_text_hash
 from am_assets.dedup.knn import similar_pairs
 from am_assets.dedup.logic import choose_representatives, cluster_texts, shard_column
+from am_assets.dedup.nearexact import number_guard
 
 TABLE = "dedup_clusters"
 OUTPUT_COLUMNS = [*QUERY_SCHEMA, "cluster_id", "representative", "duplicate_of", "contaminated_by", "shard"]
@@ -45,7 +46,7 @@ def settings_key(cfg, eid: str) -> str:
     re-clusters from scratch; index tuning (knn, index kind, nprobe) only affects recall."""
     d = cfg.dedup
     return _hash({"semantic": d.semantic, "cosine_threshold": d.cosine_threshold, "embedder": eid,
-                  "near_exact": d.near_exact and d.near_exact_jaccard})
+                  "near_exact": d.near_exact and d.near_exact_jaccard, "same_numbers": d.same_numbers})
 
 
 def decontam_key(lake, cfg, eid: str) -> str:
@@ -142,6 +143,8 @@ def compute_clusters(lake, cfg, embedder, log: Log = _quiet, context=None) -> tu
         emb, embedded_as, emb_stats = _embeddings(lake, cfg, embedder, texts, log, context)
         edges = similar_pairs(emb, new_rows, d.cosine_threshold, d.knn, d.exact_index_max, d.approx_index, d.nprobe,
                               progress=lambda done, total: log(f"kNN: {done}/{total} new texts searched"))
+        if d.same_numbers:
+            edges = number_guard(edges, texts["question"].to_list())
         # a near-exact duplicate (it borrowed another text's embedding) is linked to that text directly
         idx = pl.DataFrame({"text_hash": texts["text_hash"], "i": np.arange(texts.height)})
         borrowed = (pl.DataFrame({"i": np.arange(texts.height), "embedded_as": embedded_as})
