@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from am_assets.core.partitions import ADDS_PARTITIONS_TAG
+from am_assets.distill.api import RETRY_TAG
 from resources import sharing
 from resources.dagster_internals import Staleness
 from resources.instance import fail_dead_runs, run_tags
@@ -139,7 +140,7 @@ def _dynamic_dimensions(pdef) -> set[str]:
 
 def materialize_all(defs, instance, select: list[str] | None = None, partition: str | None = None,
                     only: dict[str, str] | None = None, force: bool = False, log=print,
-                    max_passes: int = 3, pool: ModelPool | None = None) -> RunReport:
+                    max_passes: int = 3, pool: ModelPool | None = None, parallel: int = 1) -> RunReport:
     """Materialize the selected assets (default: all), upstream first, each partition in its own run.
 
     Only missing or stale partitions run unless `force`, and those holding failed rows with attempts
@@ -148,10 +149,24 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
     once per command. Passes repeat until nothing is left to run: a run can create partitions
     (a trained model becomes a new `model` partition of eval_scores) or make an earlier asset stale.
     `pool`: an open ModelPool the caller closes (tests share one across commands); default: one for this call.
+    `parallel`: partitions of an asset run at once, each in one of that many worker processes.
     """
     if pool is None:
         with ModelPool() as own:
-            return materialize_all(defs, instance, select, partition, only, force, log, max_passes, own)
+            return materialize_all(defs, instance, select, partition, only, force, log, max_passes, own, parallel)
+    workers = None
+    if parallel > 1:
+        from am_distill.cli.parallel import PartitionPool
+
+        workers = PartitionPool(parallel, defs.resources["pipeline"].path)
+    try:
+        return _materialize(defs, instance, select, partition, only, force, log, max_passes, pool, workers)
+    finally:
+        if workers is not None:
+            workers.close()
+
+
+def _materialize(defs, instance, select, partition, only, force, log, max_passes, pool, workers) -> RunReport:
     cfg = defs.resources["pipeline"].load()
     fail_dead_runs(instance, log)  # runs a killed runner left STARTED would show as running forever
     record_observations(instance, cfg)  # what the sensors would do: partitions + source data versions
@@ -161,20 +176,35 @@ def materialize_all(defs, instance, select: list[str] | None = None, partition: 
         log("nothing changed since the last check found every selected partition fresh")
         return report
     resources = sharing(defs.resources, pool, cfg)  # every run: this pool (each model loads once), this config
+    settled = False  # the last pass checked every selected partition and found nothing to run
     for i in range(max_passes):
         ran = len(report.ran)
         # failed rows are retried once per command (the engine already retried each request)
-        _one_pass(defs, resources, instance, report, select, partition, only, force and i == 0, log, retry=i == 0)
+        _one_pass(defs, resources, instance, report, select, partition, only, force and i == 0, log, retry=i == 0,
+                  workers=workers)
         if len(report.ran) == ran or partition is not None:
+            settled = len(report.ran) == ran and not (force and i == 0)
             break
     if report.failures:  # every other partition was tried first: one bad source does not stop the rest
         lines = [f"  {a} [{pk or 'unpartitioned'}]: {why}" for (a, pk), why in report.failures.items()]
         # the failures last: the final line of the CLI's output names what failed (a source's path)
         raise MaterializationFailed(f"{len(lines)} partition(s) failed; the others were built "
                                     "(`am-distill ui` shows each run's log):\n" + "\n".join(lines))
-    if unchanged is not None and not report.ran:  # a full check found nothing stale, missing or due
+    # a full check found nothing stale or missing, and no partition holds failed rows with attempts left
+    # (pass 0 ran every such partition; those that ran report what is left in their RETRY_TAG entry)
+    if unchanged is not None and settled and not _rows_left(defs, report):
         unchanged.record()
     return report
+
+
+def _rows_left(defs, report: RunReport) -> bool:
+    """Did a partition that ran this command end with failed rows that have attempts left?"""
+    graph = defs.resolve_asset_graph()
+    for (name, _), meta in report.metadata.items():
+        entry = (graph.get(dg.AssetKey.from_user_string(name)).tags or {}).get(RETRY_TAG)
+        if entry and meta.get(entry):
+            return True
+    return False
 
 
 class NoOpMarker:
@@ -216,7 +246,22 @@ class NoOpMarker:
         tmp.replace(self.path)
 
 
-def _one_pass(defs, resources, instance, report: RunReport, select, partition, only, force, log, retry: bool) -> None:
+def _runs(defs, assets, key, keys, instance, resources, workers, log):
+    """(partition, run summary) per partition: one after the other here, or on the worker processes."""
+    from am_distill.cli.parallel import run_summary
+
+    if workers is not None and len(keys) > 1:
+        yield from workers.map(key.to_user_string(), keys)
+        return
+    for i, pk in enumerate(keys, 1):
+        log(f"[{key.to_user_string()}] {pk or 'unpartitioned'} ({i}/{len(keys)})")
+        result = dg.materialize(assets, selection=[key], partition_key=pk, instance=instance,
+                                resources=resources, raise_on_error=False, tags=run_tags())
+        yield pk, run_summary(result, key)
+
+
+def _one_pass(defs, resources, instance, report: RunReport, select, partition, only, force, log, retry: bool,
+              workers=None) -> None:
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets)
     for key in graph_run_order(graph):
@@ -239,21 +284,17 @@ def _one_pass(defs, resources, instance, report: RunReport, select, partition, o
                 log(f"[{name}] fresh")
                 continue
         start = time.perf_counter()
-        for i, pk in enumerate(keys, 1):
-            log(f"[{name}] {pk or 'unpartitioned'} ({i}/{len(keys)})")
-            result = dg.materialize(assets, selection=[key], partition_key=pk, instance=instance,
-                                    resources=resources, raise_on_error=False, tags=run_tags())
-            if not result.success:  # recorded, reported at the end; the other partitions go on
-                report.failures[(name, pk)] = f"{failure_text(result)} (run {result.run_id})"
+        for i, (pk, run) in enumerate(_runs(defs, assets, key, keys, instance, resources, workers, log), 1):
+            if workers is not None:
+                log(f"[{name}] {pk or 'unpartitioned'} done ({i}/{len(keys)})")
+            if not run["success"]:  # recorded, reported at the end; the other partitions go on
+                report.failures[(name, pk)] = run["failure"]
                 log(f"[{name}] {pk or 'unpartitioned'} FAILED: {report.failures[(name, pk)]}")
                 continue
             report.ran.append((name, pk))
-            for ev in result.get_asset_check_evaluations():  # non-blocking checks do not fail the run: say so
-                if not ev.passed:
-                    report.failed_checks.append((name, pk, ev.check_name, ev.description or ""))
-                    log(f"[{name}] {pk or 'unpartitioned'}: check {ev.check_name} FAILED ({ev.severity.value}): "
-                        f"{ev.description or ''}")
-            for mat in result.asset_materializations_for_node(key.path[-1]):
-                report.metadata[(name, pk)] = {k: v.value for k, v in mat.metadata.items()
-                                               if isinstance(v.value, (int, float, str, bool))}
+            for check, severity, why in run["checks"]:  # non-blocking checks do not fail the run: say so
+                report.failed_checks.append((name, pk, check, why))
+                log(f"[{name}] {pk or 'unpartitioned'}: check {check} FAILED ({severity}): {why}")
+            if run["metadata"] is not None:
+                report.metadata[(name, pk)] = run["metadata"]
         report.seconds[name] = report.seconds.get(name, 0.0) + time.perf_counter() - start
