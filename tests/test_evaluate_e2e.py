@@ -44,11 +44,11 @@ def evaluated(tmp_path_factory, request):
         results = {}
         with ModelPool() as pool:  # each model loads once, as in the CLI runner; shut down at the end
             project.pool = pool
-            shared = project.defs()
+            pooled = project.defs()
             for model in models:
                 for bench in ("gsm8k", "humaneval"):
                     key = dg.MultiPartitionKey({"model": model, "benchmark": bench})
-                    results[(model, bench)] = materialize(shared, instance, ["eval_scores"], partition_key=key)
+                    results[(model, bench)] = materialize(pooled, instance, ["eval_scores"], partition_key=key)
             project.pool = None
         report = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=["eval_report"],
                                 instance=instance, resources=defs.resources)
