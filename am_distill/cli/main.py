@@ -48,7 +48,7 @@ def cmd_demo(args) -> None:
     defs = build_defs(args.config)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        report = materialize_all(defs, instance, force=args.force)
+        report = materialize_all(defs, instance, force=args.force, parallel=args.parallel)
     print(f"\nDone in {time.perf_counter() - start:.0f} s; {len(report.ran)} partitions ran. Wall time per asset:")
     for name, sec in report.seconds.items():
         print(f"  {name:<24} {sec:7.1f} s")
@@ -84,7 +84,8 @@ def cmd_materialize(args) -> None:
 
     defs = build_defs(args.config)
     with dg.DagsterInstance.get() as instance:
-        materialize_all(defs, instance, select=args.select, partition=args.partition, force=args.force)
+        materialize_all(defs, instance, select=args.select, partition=args.partition, force=args.force,
+                        parallel=args.parallel)
 
 
 def cmd_backfill(args) -> None:
@@ -100,7 +101,7 @@ def cmd_backfill(args) -> None:
     selection = dg.AssetSelection.assets("teacher_responses").downstream().resolve(defs.resolve_asset_graph())
     with dg.DagsterInstance.get() as instance:
         report = materialize_all(defs, instance, select=[k.to_user_string() for k in selection],
-                                  only={"teacher": args.teacher})
+                                  only={"teacher": args.teacher}, parallel=args.parallel)
     for name, sec in report.seconds.items():
         print(f"  {name:<24} {sec:7.1f} s")
 
@@ -216,14 +217,18 @@ def main(argv: list[str] | None = None) -> None:
     d = sub.add_parser("demo", help="materialize the whole pipeline (missing and stale partitions)")
     d.add_argument("--force", action="store_true", help="re-run fresh partitions too")
     d.set_defaults(fn=cmd_demo)
+    parallel_help = "partitions of an asset at once, in N worker processes (default 1; README, Running several at once)"
+    d.add_argument("--parallel", type=int, default=1, metavar="N", help=parallel_help)
     m = sub.add_parser("materialize", help="materialize selected assets")
     m.add_argument("-s", "--select", action="append", help="asset name (repeatable); default all")
     m.add_argument("-p", "--partition", help="one partition key, e.g. rg_arith or 's00|t1'")
     m.add_argument("--force", action="store_true", help="re-run fresh partitions too")
     m.set_defaults(fn=cmd_materialize)
+    m.add_argument("--parallel", type=int, default=1, metavar="N", help=parallel_help)
     b = sub.add_parser("backfill", help="every partition of one teacher, then everything downstream")
     b.add_argument("--teacher", required=True)
     b.set_defaults(fn=cmd_backfill)
+    b.add_argument("--parallel", type=int, default=1, metavar="N", help=parallel_help)
     ln = sub.add_parser("lineage", help="trace a training-mix row, response id or query id")
     ln.add_argument("id")
     ln.set_defaults(fn=cmd_lineage)
