@@ -103,6 +103,8 @@ def _typed(df: pl.DataFrame) -> pl.DataFrame:
 def write_upstream(project, instance, queries: pl.DataFrame) -> None:
     cfg = project.cfg()
     lake = project.lake()
+    # stands in for the global dedup the shards were read from (unique_queries' upstream)
+    instance.report_runless_asset_event(dg.AssetMaterialization("dedup_clusters"))
     for shard in cfg.shard_keys():
         part = queries.filter(pl.col("shard") == shard).drop("shard")
         lake.write_partition("unique_queries", _typed(part), {"shard": shard})
