@@ -32,6 +32,28 @@ def outcome_columns(lf: pl.LazyFrame) -> pl.LazyFrame:
     return lf.select([c for c in dict.fromkeys(wanted) if c in have])
 
 
+def select_rows(outcomes: pl.LazyFrame, difficulty: pl.LazyFrame, *, mix, pool_teachers: Sequence[str],
+                thresholds: Mapping[str, float], scored_statuses: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """The selection pass over outcomes (the whole lake, or one shard's): (selected narrow rows of
+    Stage I and, per category, the top Stage II candidates; Stage I decision per query; number of
+    passing but flagged responses of kept queries)."""
+    pool = pool_responses(outcome_columns(outcomes), teachers=pool_teachers, thresholds=thresholds,
+                          exclude_flags=mix.exclude_flags, max_perplexity=mix.max_perplexity,
+                          scored_statuses=scored_statuses)
+    decisions = stage1_decisions(pool, difficulty, thresholds=thresholds, cv_threshold=mix.cv_threshold,
+                                 other_keep_prob=mix.other_keep_prob, seed=mix.seed).collect(engine="streaming")
+    parts = [stage1_select(pool, decisions.lazy()).select(SELECTED_COLUMNS)]
+    if mix.stage2:
+        # over one shard: its top `quota` per category; the global top is a subset of the shards' tops
+        parts.append(stage2_select(pool, difficulty, cv_threshold=mix.cv_threshold, quota=mix.stage2_quota,
+                                   seed=mix.seed).select(SELECTED_COLUMNS))
+    selected = pl.concat(parts).collect(engine="streaming")
+    flagged = (pool.filter(pl.col("pass") & pl.col("flagged"))
+               .join(decisions.lazy().filter(pl.col("decision").str.starts_with("stage1:")), on="query_id", how="semi")
+               .select(pl.len()).collect().item())
+    return selected, decisions, flagged
+
+
 def assemble_mix(outcomes: pl.LazyFrame, difficulty: pl.LazyFrame, responses: pl.LazyFrame, queries: pl.LazyFrame,
                  *, mix, pool_teachers: Sequence[str], thresholds: Mapping[str, float],
                  scored_statuses: Sequence[str], system_prompts: Mapping[str, str],
@@ -41,19 +63,8 @@ def assemble_mix(outcomes: pl.LazyFrame, difficulty: pl.LazyFrame, responses: pl
     mix: a config MixConfig. Order: quality flags -> Stage I (and Stage II) -> category quotas
     (Stage I rows; Stage II has its own) -> token budget over every row.
     """
-    pool = pool_responses(outcome_columns(outcomes), teachers=pool_teachers, thresholds=thresholds,
-                          exclude_flags=mix.exclude_flags, max_perplexity=mix.max_perplexity,
-                          scored_statuses=scored_statuses)
-    decisions = stage1_decisions(pool, difficulty, thresholds=thresholds, cv_threshold=mix.cv_threshold,
-                                 other_keep_prob=mix.other_keep_prob, seed=mix.seed).collect(engine="streaming")
-    parts = [stage1_select(pool, decisions.lazy()).select(SELECTED_COLUMNS)]
-    if mix.stage2:
-        parts.append(stage2_select(pool, difficulty, cv_threshold=mix.cv_threshold, quota=mix.stage2_quota,
-                                   seed=mix.seed).select(SELECTED_COLUMNS))
-    selected = pl.concat(parts).collect(engine="streaming")
-    flagged = (pool.filter(pl.col("pass") & pl.col("flagged"))
-               .join(decisions.lazy().filter(pl.col("decision").str.starts_with("stage1:")), on="query_id", how="semi")
-               .select(pl.len()).collect().item())
+    selected, decisions, flagged = select_rows(outcomes, difficulty, mix=mix, pool_teachers=pool_teachers,
+                                               thresholds=thresholds, scored_statuses=scored_statuses)
 
     ids = selected.select("response_id").unique().lazy()
     resp = (responses.select(_present(responses, RESPONSE_COLUMNS)).join(ids, on="response_id", how="semi")

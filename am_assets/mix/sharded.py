@@ -15,11 +15,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 import polars as pl
 
 from am_assets.mix.build import (
-    DIFFICULTY_COLUMNS, QUERY_COLUMNS, RESPONSE_COLUMNS, SELECTED_COLUMNS, _present, outcome_columns)
+    DIFFICULTY_COLUMNS, QUERY_COLUMNS, RESPONSE_COLUMNS, SELECTED_COLUMNS, _present, select_rows)
 from am_assets.mix.export import with_messages
-from am_assets.mix.select import (
-    apply_quota, apply_token_budget, cv_threshold_expr, pool_responses, stage1_decisions, stage1_select, stage2_select,
-    uniform_expr)
+from am_assets.mix.select import apply_quota, apply_token_budget, uniform_expr
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +35,8 @@ def select_shard(outcomes: pl.LazyFrame, difficulty: pl.LazyFrame, responses: pl
                  scored_statuses: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """Pass 1 over one shard's scans: (narrow selected rows incl. Stage II candidates, `_ok` false for
     those without text; Stage I decisions; flagged responses of kept queries)."""
-    pool = pool_responses(outcome_columns(outcomes), teachers=pool_teachers, thresholds=thresholds,
-                          exclude_flags=mix.exclude_flags, max_perplexity=mix.max_perplexity,
-                          scored_statuses=scored_statuses)
-    decisions = stage1_decisions(pool, difficulty, thresholds=thresholds, cv_threshold=mix.cv_threshold,
-                                 other_keep_prob=mix.other_keep_prob, seed=mix.seed).collect(engine="streaming")
-    parts = [stage1_select(pool, decisions.lazy()).select(SELECTED_COLUMNS)]
-    if mix.stage2:
-        # this shard's top `quota` per category: the global top is a subset of the shards' tops
-        parts.append(stage2_select(pool, difficulty, cv_threshold=mix.cv_threshold, quota=mix.stage2_quota,
-                                   seed=mix.seed).select(SELECTED_COLUMNS))
-    selected = pl.concat(parts).collect(engine="streaming")
-    flagged = (pool.filter(pl.col("pass") & pl.col("flagged"))
-               .join(decisions.lazy().filter(pl.col("decision").str.starts_with("stage1:")), on="query_id", how="semi")
-               .select(pl.len()).collect().item())
+    selected, decisions, flagged = select_rows(outcomes, difficulty, mix=mix, pool_teachers=pool_teachers,
+                                               thresholds=thresholds, scored_statuses=scored_statuses)
     ids = selected.select("response_id").unique().lazy()
     resp = (responses.select(_present(responses, ["response_id", "response", "completion_tokens"]))
             .join(ids, on="response_id", how="semi").unique("response_id", keep="first")
