@@ -84,6 +84,15 @@ def launch_backfill(context, partitions: list[str]) -> str:
     return data["backfillId"]
 
 
+def stop_daemon(daemon: subprocess.Popen) -> None:
+    """Stop a dagster-daemon started in its own process group, and everything it started."""
+    os.killpg(daemon.pid, signal.SIGTERM)
+    try:
+        daemon.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(daemon.pid, signal.SIGKILL)
+
+
 def wait_for(what: str, predicate, timeout: float, daemon_log: Path):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -166,11 +175,7 @@ def test_daemon_queue_limits_kill_and_retry(pg_env, tmp_path, monkeypatch):
 
             records = wait_for("every partition to succeed", settled, 150, daemon_log)
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
+            stop_daemon(daemon)
 
         runs = {r.dagster_run.run_id: r for r in records}
         killed = [r for r in records if r.dagster_run.tags.get("dagster/partition") == KILLED

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -25,7 +24,7 @@ import yaml
 
 from resources.lake import LakeResource, content_hash
 from tests.pg_server import free_port, postgres_server
-from tests.test_production_profile import PROJECT_DIR, launch_backfill, max_overlap, pipeline, wait_for
+from tests.test_production_profile import PROJECT_DIR, launch_backfill, max_overlap, pipeline, stop_daemon, wait_for
 
 pytest.importorskip("dagster_ray", reason="the prod extra (make setup installs it)")
 pytest.importorskip("dagster_postgres", reason="the prod extra (make setup installs it)")
@@ -151,11 +150,7 @@ def _run_backfill(home, workspace, markers, workers, cluster, daemon_log: Path):
                 status = [(r.dagster_run.run_id[:8], r.dagster_run.status.value) for r in instance.get_run_records()]
                 raise AssertionError(f"{str(e)[-600:]}\nruns {status}\nRay jobs:\n{_ray_jobs(os.environ['RAY_ADDRESS'])}") from None
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
+            stop_daemon(daemon)
 
 
 def _ray_jobs(address: str) -> str:
