@@ -280,7 +280,7 @@ class RayRequest(Strict):
     num_cpus: float | None = Field(default=None, ge=0)
     num_gpus: float | None = Field(default=None, ge=0)
     memory: int | None = Field(default=None, gt=0)  # bytes
-    resources: dict[str, float] = {}  # custom Ray resources, e.g. {"A100": 1}
+    resources: dict[str, Annotated[float, Field(ge=0)]] = {}  # custom Ray resources, e.g. {"A100": 1}
 
     def as_tag(self) -> dict[str, float | dict]:
         tag = self.model_dump(exclude_none=True)

@@ -34,6 +34,8 @@ def test_valid_config_resolves_relative_paths(project, tmp_path):
          "teachers.0.vllm", "ray.num_gpus (1) is less than tensor_parallel_size (2)"),
         ({"ray": {"verification": {"num_cpus": 2}}}, "ray.verification", "Extra inputs"),
         ({"ray": {"query_embeddings": {"memory": 0}}}, "ray.query_embeddings.memory", "greater than 0"),
+        ({"ray": {"verification_outcomes": {"resources": {"sandbox": -1}}}},
+         "ray.verification_outcomes.resources.sandbox", "greater than or equal to 0"),
     ],
 )
 def test_invalid_config_names_file_and_key(project, config, key, words):
