@@ -139,6 +139,30 @@ class LakeResource(dg.ConfigurableResource):
         raise CommitConflict(f"lake table {table} ({where}): {COMMIT_ATTEMPTS} commits in a row lost to concurrent "
                              f"writers; nothing was written by this attempt. Last error: {error}") from error
 
+    def delete_rows(self, table: str, partition: Mapping[str, str], column: str, values: Sequence[str], *,
+                    context: dg.AssetExecutionContext | None = None) -> int:
+        """Delete the partition's rows whose `column` is in `values` (a Delta DELETE: only the files that
+        hold such rows are rewritten); returns the Delta version after it. Conflicts are redone."""
+        metadata = run_commit_metadata(context)
+        predicate = partition_predicate(partition) + f" AND {column} IN ({', '.join(_quote(v) for v in values)})"
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                dt = self.table(table)
+                if dt is None or not values:
+                    return -1 if dt is None else dt.version()
+                dt.delete(predicate, commit_properties=CommitProperties(custom_metadata=metadata))
+                return dt.version()
+            except CommitFailedError as e:
+                error = e
+                time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+        raise CommitConflict(f"lake table {table} ({partition_predicate(partition)}): {COMMIT_ATTEMPTS} deletes in a "
+                             f"row lost to concurrent writers. Last error: {error}") from error
+
+    def file_count(self, table: str, partition: Mapping[str, str]) -> int:
+        """Data files of the partition in the current version (appends add one each)."""
+        dt = self.table(table)
+        return 0 if dt is None else len(dt.file_uris(file_pruning_predicate=partition_predicate(partition)))
+
     def overwrite_from_parquet(self, table: str, paths: Sequence[str], *,
                                context: dg.AssetExecutionContext | None = None,
                                extra_metadata: Mapping[str, Any] | None = None) -> int:

@@ -22,6 +22,7 @@ from am_assets.distill.imports import teacher_engine
 from resources.lake import LakeResource
 
 TABLE = "teacher_responses"
+COMPACT_FILES = 8  # a partition with more data files than this is rewritten as one
 
 
 @dataclass
@@ -72,7 +73,12 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
     plan = plan_partition(existing, wanted_keys(queries, fp, teacher.sampling.n), teacher.max_attempts)
     version = lake.version(TABLE)
     if plan.removed:  # drop stale keys and duplicates before appending
-        version = lake.write_partition(TABLE, plan.keep, partition, context=context)
+        gone = existing.join(plan.keep.select("response_id"), on="response_id", how="anti")["response_id"]
+        if gone.len() == plan.removed and 2 * plan.removed < existing.height:
+            # a few queries left the shard: a Delta DELETE rewrites only the files holding them
+            version = lake.delete_rows(TABLE, partition, "response_id", gone.to_list(), context=context)
+        else:  # duplicates, or most of the partition goes (a new fingerprint): one rewrite
+            version = lake.write_partition(TABLE, plan.keep, partition, context=context)
         log(f"{teacher.name}/{shard}: removed {plan.removed} rows (query left the shard, old fingerprint "
             f"or duplicate)")
     todo = queries_to_generate(plan.missing, queries)
@@ -99,9 +105,12 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
             tokens += chunk_tokens
             progress.update(len(group), chunk_tokens)
         progress.update(0, 0, force=True)
-    final = dedupe(read_partition(lake, partition)) if (generated or plan.removed) else plan.keep
-    final = with_attempts(final).select(list(RESPONSE_SCHEMA)).sort("query_id", "sample_idx")
-    if generated or version is None:  # compact the appended chunks into one rewrite (or create the partition)
+    raw = read_partition(lake, partition) if (generated or plan.removed) else plan.keep
+    final = with_attempts(dedupe(raw)).select(list(RESPONSE_SCHEMA)).sort("query_id", "sample_idx")
+    # New rows stay appended (the data version is the content hash, so no rewrite is needed for it);
+    # compact only a partition that holds replaced rows (retries, a rival's duplicates) or many chunk files
+    if version is None or (generated and (raw.height != final.height
+                                          or lake.file_count(TABLE, partition) > COMPACT_FILES)):
         version = lake.write_partition(TABLE, final, partition, context=context)
     errors = int((final["status"] != "ok").sum()) if final.height else 0
     if errors:

@@ -7,7 +7,14 @@ Here, not in resources/: reading a dataset file is ingest's work, and resources/
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from am_assets.core.schema import text_hash
 from am_assets.ingest.api import MISSING, RowError, get_path, read_records
@@ -21,13 +28,12 @@ def teacher_engine(engines, teacher) -> Engine:
     """The engine of any teacher: imports are built here, the others by the `EnginesResource`; all of
     them live in its pool (an import index is read once per step or command)."""
     if teacher.kind == "import":
-        return engines.pool.get(("import", engine_key(teacher)), lambda: ImportEngine(teacher))
+        return engines.pool.get(("import", engine_key(teacher)), lambda: ImportEngine(teacher), ImportEngine.close)
     return engines.engine(teacher)
 
 
-def import_records(cfg: ImportTeacher) -> list[tuple[str, str, str | None]]:
-    """(question, response, model_name) from a file in one of the known layouts."""
-    out = []
+def import_records(cfg: ImportTeacher) -> Iterator[tuple[str, str, str | None]]:
+    """(question, response, model_name) from a file in one of the known layouts, streamed."""
     for line, rec in read_records(Path(cfg.path), max_row_bytes=64_000_000):  # long traces
         if isinstance(rec, RowError):
             _log.warning("%s row %s: unreadable, skipped: %s", cfg.path, line, rec)
@@ -38,8 +44,7 @@ def import_records(cfg: ImportTeacher) -> list[tuple[str, str, str | None]]:
             _log.warning("%s row %s: skipped: %s", cfg.path, line, e)
             continue
         if item is not None:
-            out.append(item)
-    return out
+            yield item
 
 
 def _import_one(cfg, rec):
@@ -63,24 +68,64 @@ def _import_one(cfg, rec):
     return str(q), str(r), None
 
 
+_SPILL_SCHEMA = pa.schema([("qhash", pa.string()), ("ordinal", pa.int64()), ("response", pa.string()),
+                           ("model_name", pa.string())])
+_SPILL_BATCH = 20_000  # records held in memory while the index is written
+
+
 class ImportEngine(Engine):
     """Looks up the last user message by normalized text; returns up to n recorded responses
-    (an empty list when the file has none for that question)."""
+    (an empty list when the file has none for that question).
+
+    The file is read once (per pool: per CLI command, or per step) into a Parquet index in a temp
+    folder, `_SPILL_BATCH` records at a time; each partition then scans it with a filter on its own
+    questions' hashes, so memory grows with a partition, not with the file (a dict of every response
+    text was ~2-4 GB at 4M responses). The folder goes when the pool closes."""
 
     kind = "import"
 
     def __init__(self, cfg: ImportTeacher):
         self.cfg = cfg
         self.model = cfg.model
-        self._hash = text_hash
-        self.index: dict[str, list[tuple[str, str | None]]] = {}
-        for question, response, model_name in import_records(cfg):
-            self.index.setdefault(text_hash(question), []).append((response, model_name))
+        self._dir = Path(tempfile.mkdtemp(prefix="am-import-"))
+        self.path = self._dir / "index.parquet"
+        self.records = 0
+        batch: list[tuple[str, int, str, str | None]] = []
+        with pq.ParquetWriter(self.path, _SPILL_SCHEMA) as writer:
+            for question, response, model_name in import_records(cfg):
+                batch.append((text_hash(question), self.records, response, model_name))
+                self.records += 1
+                if len(batch) >= _SPILL_BATCH:
+                    writer.write_table(_spill_table(batch))
+                    batch = []
+            writer.write_table(_spill_table(batch))
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def lookup(self, questions: list[str], n: int) -> dict[str, list[tuple[str, str | None]]]:
+        """question hash -> its first n responses in file order, for these questions only."""
+        hashes = sorted({text_hash(q) for q in questions})
+        found = (pl.scan_parquet(self.path).filter(pl.col("qhash").is_in(hashes)).sort("ordinal")
+                 .group_by("qhash", maintain_order=True).head(n).collect())
+        out: dict[str, list[tuple[str, str | None]]] = {}
+        for h, response, model_name in found.select("qhash", "response", "model_name").iter_rows():
+            out.setdefault(h, []).append((response, model_name))
+        return out
 
     def chat(self, conversations, sampling):
-        out = []
-        for conv in conversations:
-            user = next((m["content"] for m in reversed(conv) if m["role"] == "user"), "")
-            found = self.index.get(self._hash(user), [])[: sampling.n]
-            out.append([Completion(text=r, finish_reason="imported", model=m or self.cfg.model) for r, m in found])
-        return out
+        users = [next((m["content"] for m in reversed(conv) if m["role"] == "user"), "") for conv in conversations]
+        index = self.lookup(users, sampling.n)
+        return [[Completion(text=r, finish_reason="imported", model=m or self.cfg.model)
+                 for r, m in index.get(text_hash(u), [])] for u in users]
+
+    def chat_stream(self, conversations, sampling, chunk_size, flush_s=60.0):
+        # one scan of the index for the whole partition, then the usual committed chunks
+        outs = self.chat(conversations, sampling)
+        for start in range(0, len(outs), chunk_size):
+            yield list(enumerate(outs[start:start + chunk_size], start))
+
+
+def _spill_table(batch: list[tuple]) -> pa.Table:
+    cols = list(zip(*batch)) if batch else [[], [], [], []]
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, _SPILL_SCHEMA)], schema=_SPILL_SCHEMA)

@@ -23,6 +23,7 @@ from typing import Callable
 import polars as pl
 
 from am_assets.core.responses import parse_response
+from am_assets.verify.cache import content_keys, passed_flag, split_hits
 from am_assets.verify.base import Verdict, VerifyContext, answer_part, no_reference, truncated_verdict
 from am_assets.verify.math_verifier import math_version  # noqa: F401 - re-exported (benchmarks, docs)
 from am_assets.verify.quality import has_text, perplexities, repetitive_flags
@@ -34,7 +35,9 @@ OUTCOME_SCHEMA: dict[str, pl.DataType] = {
     "passed": pl.Boolean, "verifier": pl.String, "verifier_version": pl.String, "status": pl.String,
     "details": pl.String, "has_think": pl.Boolean, "has_answer": pl.Boolean, "truncated": pl.Boolean,
     "repetitive": pl.Boolean, "perplexity": pl.Float64, "perplexity_model": pl.String, "input_hash": pl.String,
+    "content_key": pl.String,  # the fast path's cache key (am_assets/verify/cache.py)
 }
+OUTCOME_COLS_BUT_FLAGS = [c for c in OUTCOME_SCHEMA if c not in ("passed", "repetitive")]
 _QUERY_COLS = ["query_id", "category", "question", "reference_answer", "test_cases", "instruction_constraints",
                "metadata"]
 
@@ -81,9 +84,37 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
                         models=models, log=log)
     verifiers = by_key(registry)
     versions = verifier_versions(vcfg, judge_version, registry)
-    rows = join_queries(responses, queries).to_dicts()
+    joined = join_queries(responses, queries)
+    joined = joined.with_columns(content_keys(joined, registry)).with_row_index("_i")
+    # unchanged rows: one join against the cache, no per-row Python (am_assets/verify/cache.py)
+    hits, misses = split_hits(joined, cached, versions, vcfg.perplexity_model)
+    todo = joined.join(misses, on="_i", how="semi")
+    if cached.height and {"response_id", "verifier_version"} <= set(cached.columns) and todo.height:
+        cached = cached.join(todo.select("response_id"), on="response_id", how="semi")
+    else:
+        cached = cached.head(0)
+    missed, stats = _verify_rows(todo, cached, vcfg, ctx, verifiers, versions, registry, log, models)
+    parts = [missed]
+    if hits.height:
+        parts.append(joined.select("_i", "query_id", "category").join(hits, on="_i", how="inner"))
+        stats["reused"] += hits.height
+    df = (pl.concat([p.select(["_i", *OUTCOME_COLS_BUT_FLAGS]) for p in parts if p.height] or
+                    [missed.select(["_i", *OUTCOME_COLS_BUT_FLAGS])]).sort("_i"))
+    # flags over the whole partition: the n-gram rule counts across every response, thresholds may change
+    repetitive, n_frequent = repetitive_flags(joined["response"].fill_null("").to_list(), vcfg.repeat_ngram,
+                                              vcfg.repeat_max_count)
+    df = df.with_columns(passed_flag(vcfg.thresholds), pl.Series("repetitive", repetitive, dtype=pl.Boolean))
+    stats["frequent_ngrams"] = n_frequent
+    return df.select(list(OUTCOME_SCHEMA)), stats
+
+
+def _verify_rows(todo: pl.DataFrame, cached: pl.DataFrame, vcfg, ctx, verifiers, versions, registry, log,
+                 models) -> tuple[pl.DataFrame, dict]:
+    """The per-row path: parse, pick a verifier, reuse a verdict by (response_id, verifier_version,
+    input_hash), verify the rest. `cached`: the cached rows of these responses only."""
+    rows = todo.to_dicts()
     keyed = {}
-    if cached.height and {"response_id", "verifier_version"} <= set(cached.columns):
+    if cached.height:
         keyed = {(r["response_id"], r["verifier_version"]): r for r in cached.to_dicts()}
     verdicts: list[tuple[str, Verdict] | None] = [None] * len(rows)
     groups: dict[str, list[int]] = {}
@@ -115,25 +146,22 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
         log(f"{key}: verifying {len(idx)} responses")
         for i, v in zip(idx, verifiers[key].verify([rows[i] for i in idx], ctx)):
             verdicts[i] = (key, v)
-    texts = [r.get("response") or "" for r in rows]
-    repetitive, n_frequent = repetitive_flags(texts, vcfg.repeat_ngram, vcfg.repeat_max_count)
     ppl = _perplexities(rows, keyed, vcfg, log, models)
     out = []
-    for r, (key, v), rep, p in zip(rows, verdicts, repetitive, ppl):
-        threshold = vcfg.thresholds.get(r.get("category"), float("inf"))
+    for r, (key, v), p in zip(rows, verdicts, ppl):
         truncated = bool(r.get("_truncated") or r.get("truncated"))
         out.append({
+            "_i": r["_i"], "content_key": r["content_key"],
             "response_id": r["response_id"], "query_id": r["query_id"], "category": r.get("category"),
-            "verify_score": float(v.score), "passed": v.status == "ok" and v.score > threshold,
+            "verify_score": float(v.score),
             "verifier": versions[key][0], "verifier_version": versions[key][1], "status": v.status,
             "details": json.dumps(v.details, default=str), "has_think": has_text(r.get("think")),
-            "has_answer": has_text(r["_answer"]), "truncated": truncated, "repetitive": rep, "perplexity": p,
+            "has_answer": has_text(r["_answer"]), "truncated": truncated, "perplexity": p,
             "perplexity_model": vcfg.perplexity_model if p is not None else None,
             "input_hash": r.get("_input_hash"),
         })
-    df = pl.DataFrame(out, schema=OUTCOME_SCHEMA)
-    stats = {"verified": sum(len(v) for v in groups.values()), "reused": reused, "frequent_ngrams": n_frequent}
-    return df, stats
+    df = pl.DataFrame(out, schema={"_i": pl.UInt32, **{c: OUTCOME_SCHEMA[c] for c in OUTCOME_COLS_BUT_FLAGS}})
+    return df, {"verified": sum(len(v) for v in groups.values()), "reused": reused}
 
 
 def _perplexities(rows: list[dict], cached: dict, vcfg, log, models: ModelPool) -> list[float | None]:
