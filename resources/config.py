@@ -211,6 +211,7 @@ class DedupConfig(Strict):
     exact_index_max: int = Field(default=50_000, gt=0)  # above: approximate index (flat all-vs-all is quadratic)
     approx_index: Literal["ivf", "hnsw"] = "ivf"
     nprobe: int = Field(default=16, gt=0)  # IVF cells searched per query (hnsw: efSearch = 4 * nprobe)
+    threads: int = Field(default=0, ge=0)  # faiss OpenMP threads for the kNN (0: every core)
     # MinHash-LSH pre-pass: a text that is a near-exact duplicate (word-bigram Jaccard >= near_exact_jaccard,
     # same numbers) of another text of its source borrows that text's embedding instead of being embedded
     near_exact: bool = True

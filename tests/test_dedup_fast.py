@@ -55,6 +55,40 @@ def test_semantic_edges_need_the_same_numbers():
     assert a.tolist() == [0] and b.tolist() == [1] and sim.tolist() == [pytest.approx(0.97)]
 
 
+def test_knn_within_number_sets_finds_a_paraphrase_crowded_out_by_number_variants():
+    """With the same-numbers rule the kNN searches within number sets (number_blocks): equal sets share
+    a block exactly as same_numbers says, and a paraphrase whose global top-k is full of number variants
+    of its template (closer than the paraphrase) is still found."""
+    from am_assets.dedup.knn import similar_pairs
+    from am_assets.dedup.nearexact import number_blocks, numbers
+
+    texts = ["She eats three eggs and buys 16 more.", "Buying 16 more eggs, she eats 3.", "Tom has 5 apples.",
+             "Tom has 7 apples.", "A house for $80,000.", "a house that cost 80000 dollars", "No numbers here",
+             "", "Eleven or 11?", "3.5 and 3,5"]
+    blocks = number_blocks(texts)
+    for i in range(len(texts)):
+        for j in range(len(texts)):
+            assert (blocks[i] == blocks[j]) == (set(numbers(texts[i])) == set(numbers(texts[j]))), (texts[i], texts[j])
+    # row 0 and its paraphrase (row 1, cosine ~0.95) plus 12 variants with other numbers at cosine ~0.99
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(64).astype(np.float32)
+    noise = rng.standard_normal((14, 64)).astype(np.float32)
+    vecs = base + np.concatenate([[0 * noise[0]], [0.33 * noise[1]], 0.1 * noise[2:]]).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    questions = ["Tom has 5 apples and 3 pears.", "Tom owns 5 apples and 3 pears."] + [
+        f"Tom has {5 + i} apples and 3 pears." for i in range(1, 13)]
+    assert 0.9 < vecs[0] @ vecs[1] < min(vecs[0] @ vecs[i] for i in range(2, 14))
+    a, b, _ = similar_pairs(vecs, np.array([0]), 0.9, 5, 50_000)  # row 0 is the new text
+    assert len(a) == 5 and (0, 1) not in set(zip(a.tolist(), b.tolist()))  # its global top-5: all variants
+    a, b, sim = similar_pairs(vecs, np.array([0]), 0.9, 5, 50_000, blocks=number_blocks(questions))
+    assert list(zip(a.tolist(), b.tolist())) == [(0, 1)] and sim[0] == pytest.approx(vecs[0] @ vecs[1], abs=1e-5)
+    a, b, _ = similar_pairs(vecs, np.arange(14), 0.9, 5, 50_000, blocks=number_blocks(questions))
+    assert list(zip(a.tolist(), b.tolist())) == [(0, 1)]  # all searched: variants never link across sets
+    # only new texts are searched: row 13 alone links to nothing (its number set is its own)
+    a, _, _ = similar_pairs(vecs, np.array([13]), 0.9, 5, 50_000, blocks=number_blocks(questions))
+    assert len(a) == 0
+
+
 def _recall(vecs, n):
     """Share of pairs (i, n + i) with cosine >= 0.9 through the real kNN (as dedup_clusters does)."""
     from am_assets.dedup.knn import similar_pairs

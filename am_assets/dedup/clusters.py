@@ -24,7 +24,7 @@ from am_assets.dedup.decontam import find_contamination
 from am_assets.dedup.embeddings import as_list_column, embed_with_cache, to_array, with_text_hash
 from am_assets.dedup.knn import similar_pairs
 from am_assets.dedup.logic import choose_representatives, cluster_texts, shard_column
-from am_assets.dedup.nearexact import number_guard
+from am_assets.dedup.nearexact import number_blocks
 
 TABLE = "dedup_clusters"
 OUTPUT_COLUMNS = [*QUERY_SCHEMA, "cluster_id", "representative", "duplicate_of", "contaminated_by", "shard"]
@@ -63,7 +63,7 @@ def input_key(lake, cfg, eid: str) -> str:
         "benchmarks": lake.version("benchmarks"),
         "sources": sorted((s.name, s.priority) for s in cfg.all_sources()),
         "benchmark_names": sorted(b.name for b in cfg.benchmarks),
-        "dedup": cfg.dedup.model_dump(mode="json", exclude={"embedder"}),
+        "dedup": cfg.dedup.model_dump(mode="json", exclude={"embedder", "threads"}),
         "decontamination": cfg.decontamination.model_dump(mode="json"),
         "shards": cfg.shards, "embedder": eid, "algorithm": ALGORITHM,
     }, 12)
@@ -141,10 +141,12 @@ def compute_clusters(lake, cfg, embedder, log: Log = _quiet, context=None) -> tu
     near = 0
     if d.semantic:
         emb, embedded_as, emb_stats = _embeddings(lake, cfg, embedder, texts, log, context)
+        # same-numbers rule: only texts with the same number set can be duplicates, so the kNN searches
+        # within those sets (exact for all but huge ones): the 3.34M-text wall, docs/dedup.md
+        blocks = number_blocks(texts["question"]) if d.same_numbers else None
         edges = similar_pairs(emb, new_rows, d.cosine_threshold, d.knn, d.exact_index_max, d.approx_index, d.nprobe,
-                              progress=lambda done, total: log(f"kNN: {done}/{total} new texts searched"))
-        if d.same_numbers:
-            edges = number_guard(edges, texts["question"].to_list())
+                              progress=lambda done, total: log(f"kNN: {done}/{total} new texts searched"),
+                              blocks=blocks, threads=d.threads)
         # a near-exact duplicate (it borrowed another text's embedding) is linked to that text directly
         idx = pl.DataFrame({"text_hash": texts["text_hash"], "i": np.arange(texts.height)})
         borrowed = (pl.DataFrame({"i": np.arange(texts.height), "embedded_as": embedded_as})
