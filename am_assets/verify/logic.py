@@ -97,7 +97,8 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
     parts = [missed]
     if hits.height:
         parts.append(joined.select("_i", "query_id", "category").join(hits, on="_i", how="inner"))
-        stats["reused"] += hits.height
+        # counted as before: verdicts a verifier gave (rows of failed generations or cut-off responses have none)
+        stats["reused"] += int(hits["input_hash"].is_not_null().sum())
     df = (pl.concat([p.select(["_i", *OUTCOME_COLS_BUT_FLAGS]) for p in parts if p.height] or
                     [missed.select(["_i", *OUTCOME_COLS_BUT_FLAGS])]).sort("_i"))
     # flags over the whole partition: the n-gram rule counts across every response, thresholds may change
