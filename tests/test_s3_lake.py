@@ -102,7 +102,8 @@ def test_write_scan_and_cache_append_round_trip_on_s3(endpoint):
 def test_a_commit_on_a_stale_snapshot_is_refused(endpoint):
     """What makes concurrent commits safe: the store refuses a second log entry of one version."""
     for name, extra in (("explicit", {}), ("default", {"conditional_put": ""}),
-                        ("unsafe_rename", {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"})):
+                        ("unsafe_rename", {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}),
+                        ("dynamodb", {"AWS_S3_LOCKING_PROVIDER": "dynamodb"})):  # gone: logs an error, still safe
         opts = {k: v for k, v in s3_options(endpoint, **extra).items() if v}
         uri = f"s3://{BUCKET}/stale-{name}"
         pl.DataFrame({"a": [0]}).write_delta(uri, storage_options=opts)
