@@ -90,15 +90,16 @@ class ImportEngine(Engine):
         self._dir = Path(tempfile.mkdtemp(prefix="am-import-"))
         self.path = self._dir / "index.parquet"
         self.records = 0
-        batch: list[tuple[str, int, str, str | None]] = []
+        cols: tuple[list, list, list, list] = ([], [], [], [])  # qhash, ordinal, response, model_name
         with pq.ParquetWriter(self.path, _SPILL_SCHEMA) as writer:
             for question, response, model_name in import_records(cfg):
-                batch.append((text_hash(question), self.records, response, model_name))
+                for col, value in zip(cols, (text_hash(question), self.records, response, model_name)):
+                    col.append(value)
                 self.records += 1
-                if len(batch) >= _SPILL_BATCH:
-                    writer.write_table(_spill_table(batch))
-                    batch = []
-            writer.write_table(_spill_table(batch))
+                if len(cols[0]) >= _SPILL_BATCH:
+                    writer.write_table(_spill_table(cols))
+                    cols = ([], [], [], [])
+            writer.write_table(_spill_table(cols))
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -126,6 +127,5 @@ class ImportEngine(Engine):
             yield list(enumerate(outs[start:start + chunk_size], start))
 
 
-def _spill_table(batch: list[tuple]) -> pa.Table:
-    cols = list(zip(*batch)) if batch else [[], [], [], []]
+def _spill_table(cols) -> pa.Table:
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols, _SPILL_SCHEMA)], schema=_SPILL_SCHEMA)
