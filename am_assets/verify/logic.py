@@ -10,7 +10,9 @@ Verifiers (am_assets/verify/registry.py; the first whose `applies(row)` holds, i
   reasoning-gym   the generator's score_answer (non-math rg rows)      needs reference_answer
   other           judge, (coherence + correctness + helpfulness) / 12
 The row cache key is (response_id, verifier_version), plus `input_hash` (answer text and the query's
-reference / tests / constraints), so a changed response or reference is verified again. `passed` and
+reference / tests / constraints), so a changed response or reference is verified again. Unchanged rows
+are found first by one Polars join on (response_id, content_key) (am_assets/verify/cache.py) and never
+reach the per-row path. `passed` and
 the quality flags are recomputed on every run (they depend on thresholds and on the whole partition).
 """
 
