@@ -1,10 +1,12 @@
 """Fill one teacher_responses partition: keep the rows still wanted, generate the missing keys in
-committed chunks, then compact. No dagster import: the asset, the benchmark and a killed-and-rerun
+committed chunks, then compact when needed. No dagster import: the asset, the benchmark and a killed-and-rerun
 subprocess all call `fill_partition`.
 
 Resume: every finished group of prompts is a Delta append (atomic), so a SIGKILL loses at most the
 group in flight; the rerun diffs the partition against the wanted keys and generates only the rest.
-Rows are deduplicated by response_id on read and the partition is rewritten once at the end.
+Rows are deduplicated by response_id on read. New rows stay appended (only new queries: one small
+file, no rewrite); rows whose query left the shard go by a Delta DELETE; the partition is rewritten
+once at the end only when it holds replaced rows (retries, duplicates) or more than COMPACT_FILES files.
 """
 
 from __future__ import annotations
