@@ -65,6 +65,21 @@ def project(tmp_path, monkeypatch) -> Project:
     return Project(tmp_path)
 
 
+# The packaged model as every test that generates with it asks for it: one vLLM engine settings key, so
+# the session's pool loads it once (a vLLM engine takes ~30-130 s to load on 2 cores).
+BASE_ENGINE = {"model": "smollm2-135m", "max_model_len": 1024}
+
+
+@pytest.fixture(scope="session")
+def vllm_pool():
+    """One model pool for the session: engines stay loaded across modules (as in one CLI command) and
+    shut down at its end (a vLLM engine core left running keeps pytest from exiting)."""
+    from resources.pool import ModelPool
+
+    with ModelPool() as pool:
+        yield pool
+
+
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as inst:

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from am_assets.core.schema import QUERY_SCHEMA, query_id
+from tests.conftest import BASE_ENGINE
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the machine is shared
 
@@ -41,7 +42,7 @@ def write_unique_queries(lake, by_shard: dict[str, list[str]], excluded: int = 0
 
 
 def vllm_teacher(name: str, temperature: float, *, n: int = 2, max_tokens: int = 32, chunk_size: int = 2) -> dict:
-    return {"name": name, "kind": "vllm", "model": "smollm2-135m", "max_model_len": 1024, "chunk_size": chunk_size,
+    return {"name": name, "kind": "vllm", **BASE_ENGINE, "chunk_size": chunk_size,
             "sampling": {"n": n, "temperature": temperature, "max_tokens": max_tokens, "seed": 0}}
 
 
@@ -61,11 +62,7 @@ def partition_files(lake, table: str, teacher: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def vllm_engines():
-    """Module-scoped: a model pool the module's projects share (`Project(root, pool=...)`), so engines
-    stay loaded across its materializations (as in the CLI runner) and shut down at its end (a vLLM
-    engine core left running makes pytest wait at exit)."""
-    from resources.pool import ModelPool
-
-    with ModelPool() as pool:
-        yield pool
+def vllm_engines(vllm_pool):
+    """The session's model pool, for a module's projects (`Project(root, pool=...)`): the engine stays
+    loaded across their materializations, as in the CLI runner."""
+    return vllm_pool

@@ -21,24 +21,21 @@ QUESTIONS = ([f"What is {i} + {i + 1}? Reply with the number only." for i in ran
              + [f"Write a long story about the number {i}." for i in range(12)])
 N = 2
 
-pytestmark = pytest.mark.usefixtures("vllm_engines")
-
 
 def _committed(lake) -> pl.DataFrame:
     return lake.read("teacher_responses")
 
 
-def test_sigkill_mid_partition_then_resume(project, instance, tmp_path):
+def test_sigkill_mid_partition_then_resume(project, instance, tmp_path, vllm_engines):
     # chunk_size 1: every finished prompt is its own Delta append, so the kill lands between commits
     teacher = vllm_teacher("smol", 0.7, n=N, max_tokens=160, chunk_size=1)
     path = project.write({"shards": 1, "teachers": [teacher]})
     lake = project.lake()
     write_unique_queries(lake, {"s00": QUESTIONS})
     log = tmp_path / "worker.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "tests.distill_worker", str(path), "smol", "s00"],
-                                cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 900
         while True:  # wait for some, not all, prompts to be committed
@@ -54,6 +51,7 @@ def test_sigkill_mid_partition_then_resume(project, instance, tmp_path):
     assert 0 < before["query_id"].n_unique() < len(QUESTIONS), "the kill should land mid-partition"
     assert before["response_id"].n_unique() == before.height
 
+    project.pool = vllm_engines  # the rerun in this process uses the session's engine
     result = materialize(project.defs(), instance, ["teacher_responses"], partition_key=mkey("smol", "s00"))
     mat = result.asset_materializations_for_node("teacher_responses")[0]
     final = _committed(lake)

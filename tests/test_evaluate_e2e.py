@@ -7,17 +7,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from resources.pool import ModelPool
-from tests.conftest import Project, materialize, shared
+from tests.conftest import BASE_ENGINE, Project, materialize, shared
 from tests.train_data import TINY_TRAINING, gsm8k_mix
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, request):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+def evaluated(tmp_path_factory, request, vllm_pool):
     root = tmp_path_factory.mktemp("evaluate")
     project = Project(root)
     # trained models are keyed by (mix content, training config): a rerun of this module finds its model in
@@ -32,7 +29,7 @@ def evaluated(tmp_path_factory, request):
         ],
         "training": {**TINY_TRAINING, "max_steps": 2, "models_dir": str(models_dir)},
         "verification": {"sandbox": "local"},
-        "evaluation": {"max_model_len": 1024},
+        "evaluation": {"max_model_len": BASE_ENGINE["max_model_len"]},
     })
     project.lake().write_partition("training_mix", gsm8k_mix(shared("gsm8k/train.jsonl"), n=4), None)
     defs = project.defs()
@@ -42,18 +39,16 @@ def evaluated(tmp_path_factory, request):
         assert materialize(defs, instance, ["trained_model", "model_registry"]).success
         models = sorted(instance.get_dynamic_partitions("model"))
         results = {}
-        with ModelPool() as pool:  # each model loads once, as in the CLI runner; shut down at the end
-            project.pool = pool
-            pooled = project.defs()
-            for model in models:
-                for bench in ("gsm8k", "humaneval"):
-                    key = dg.MultiPartitionKey({"model": model, "benchmark": bench})
-                    results[(model, bench)] = materialize(pooled, instance, ["eval_scores"], partition_key=key)
-            project.pool = None
+        project.pool = vllm_pool  # each model loads once, as in the CLI runner (the base one maybe earlier)
+        pooled = project.defs()
+        for model in models:
+            for bench in ("gsm8k", "humaneval"):
+                key = dg.MultiPartitionKey({"model": model, "benchmark": bench})
+                results[(model, bench)] = materialize(pooled, instance, ["eval_scores"], partition_key=key)
+        project.pool = None
         report = dg.materialize(list(defs.assets) + list(defs.asset_checks or []), selection=["eval_report"],
                                 instance=instance, resources=defs.resources)
         yield project, models, results, report
-    mp.undo()
 
 
 def test_scores_for_base_and_trained_on_both_benchmarks(evaluated):

@@ -15,18 +15,15 @@ import pytest
 from am_assets.core.lineage import trace
 from am_distill.cli.runner import materialize_all
 from sensors.registry import record_observations
+from tests.conftest import BASE_ENGINE
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def models():
-    """One model pool for the module's commands (engines load once), shut down at its end (else a live
-    vLLM engine keeps pytest from exiting)."""
-    from resources.pool import ModelPool
-
-    with ModelPool() as pool:
-        yield pool
+def models(vllm_pool):
+    """The session's model pool for the module's commands: engines load once (as in one CLI command)."""
+    return vllm_pool
 
 EASY = [(f"What is {a} + {b}? Reply with only the number.", a + b) for a, b in
         [(1, 1), (2, 3), (4, 4), (5, 2), (3, 6), (7, 1)]]
@@ -38,7 +35,7 @@ N = 2  # samples per query per teacher
 
 
 def _teacher(name, temperature):
-    return {"name": name, "kind": "vllm", "model": "smollm2-135m", "kv_cache_gib": 1,
+    return {"name": name, "kind": "vllm", **BASE_ENGINE,
             "sampling": {"n": N, "temperature": temperature, "max_tokens": 12, "seed": 3}}
 
 
@@ -88,7 +85,7 @@ def test_only_stale_partitions_recompute(project, instance, tmp_path, models):
         "mix": {"exclude_flags": [], "response_teachers": "all", "cv_threshold": {"math": -1.0}},
         "training": {"max_steps": 1, "global_batch": 2, "per_device_batch": 2, "max_seq_length": 256,
                      "models_dir": str(tmp_path / "models")},
-        "evaluation": {"max_model_len": 512},
+        "evaluation": {"max_model_len": BASE_ENGINE["max_model_len"]},
     }
     project.write(config)
     defs, lake = project.defs(), project.lake()

@@ -13,19 +13,14 @@ from am_assets.verify.logic import verify_partition
 from resources.config import load_config
 from resources.engines import EnginesResource
 from resources.judge import JudgeResource
-from resources.pool import ModelPool
+from tests.conftest import BASE_ENGINE
 
 
 @pytest.fixture(scope="module")
-def judge(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+def judge(tmp_path_factory, vllm_pool):
     cfg = tmp_path_factory.mktemp("judge") / "pipeline.yaml"
-    cfg.write_text(json.dumps({"teachers": [{"name": "small", "kind": "vllm", "max_model_len": 2048,
-                                             "kv_cache_gib": 1}]}))
-    with ModelPool() as pool:  # closed at the end: otherwise the process may wait at exit for the vLLM engine core
-        yield Judge(JudgeResource(max_tokens=32), load_config(cfg), EnginesResource.sharing(pool))
-    mp.undo()
+    cfg.write_text(json.dumps({"teachers": [{"name": "small", "kind": "vllm", **BASE_ENGINE}]}))
+    return Judge(JudgeResource(max_tokens=32), load_config(cfg), EnginesResource.sharing(vllm_pool))
 
 
 def _check(v, top):
