@@ -95,7 +95,10 @@ def _block_search(vectors: np.ndarray, query_rows: np.ndarray, blocks: np.ndarra
         kk = min(k + 1, size)
         if size <= 2048:  # numpy: a faiss call per small set wakes its OpenMP team (spinning under load)
             scores = vectors[q] @ vectors[members].T
-            ids = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < size else np.tile(np.arange(size), (len(q), 1))
+            if kk < size:
+                ids = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+            else:
+                ids = np.tile(np.arange(size), (len(q), 1))
             sims = np.take_along_axis(scores, ids, axis=1)
         elif size <= exact_max:
             sims, ids = faiss.knn(np.ascontiguousarray(vectors[q]), np.ascontiguousarray(vectors[members]), kk,
