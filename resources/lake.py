@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import dagster as dg
 import polars as pl
@@ -28,6 +28,19 @@ COMMIT_ATTEMPTS = 10  # each round of conflicts lets at least one writer through
 
 class CommitConflict(RuntimeError):
     """A write lost to concurrent writers COMMIT_ATTEMPTS times in a row."""
+
+
+def _redone_on_conflict(write: Callable[[], int], table: str, where: str) -> int:
+    """`write()` (which reads the newest snapshot itself), redone after each lost commit with jitter so
+    rivals retry apart; CommitConflict after COMMIT_ATTEMPTS losses in a row."""
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            return write()
+        except CommitFailedError as e:
+            error = e
+            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+    raise CommitConflict(f"lake table {table} ({where}): {COMMIT_ATTEMPTS} commits in a row lost to concurrent "
+                         f"writers; nothing was written by this attempt. Last error: {error}") from error
 
 
 def _quote(value: str) -> str:
@@ -128,16 +141,11 @@ class LakeResource(dg.ConfigurableResource):
                 options["predicate"] = partition_predicate(partition)
         elif mode == "overwrite":
             options["schema_mode"] = "overwrite"
-        for attempt in range(COMMIT_ATTEMPTS):
-            try:
-                dt = self.table(table) or self._create(table, df, options.get("partition_by"), metadata)
-                return self._commit(dt, df, partition, mode, options, metadata, key)
-            except CommitFailedError as e:
-                error = e
-                time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))  # jitter: rivals retry apart
-        where = partition_predicate(partition) if partition else "whole table"
-        raise CommitConflict(f"lake table {table} ({where}): {COMMIT_ATTEMPTS} commits in a row lost to concurrent "
-                             f"writers; nothing was written by this attempt. Last error: {error}") from error
+        def commit() -> int:
+            dt = self.table(table) or self._create(table, df, options.get("partition_by"), metadata)
+            return self._commit(dt, df, partition, mode, options, metadata, key)
+
+        return _redone_on_conflict(commit, table, partition_predicate(partition) if partition else "whole table")
 
     def delete_rows(self, table: str, partition: Mapping[str, str], column: str, values: Sequence[str], *,
                     context: dg.AssetExecutionContext | None = None) -> int:
@@ -145,18 +153,14 @@ class LakeResource(dg.ConfigurableResource):
         hold such rows are rewritten); returns the Delta version after it. Conflicts are redone."""
         metadata = run_commit_metadata(context)
         predicate = partition_predicate(partition) + f" AND {column} IN ({', '.join(_quote(v) for v in values)})"
-        for attempt in range(COMMIT_ATTEMPTS):
-            try:
-                dt = self.table(table)
-                if dt is None or not values:
-                    return -1 if dt is None else dt.version()
-                dt.delete(predicate, commit_properties=CommitProperties(custom_metadata=metadata))
-                return dt.version()
-            except CommitFailedError as e:
-                error = e
-                time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
-        raise CommitConflict(f"lake table {table} ({partition_predicate(partition)}): {COMMIT_ATTEMPTS} deletes in a "
-                             f"row lost to concurrent writers. Last error: {error}") from error
+        def delete() -> int:
+            dt = self.table(table)
+            if dt is None or not values:
+                return -1 if dt is None else dt.version()
+            dt.delete(predicate, commit_properties=CommitProperties(custom_metadata=metadata))
+            return dt.version()
+
+        return _redone_on_conflict(delete, table, partition_predicate(partition))
 
     def file_count(self, table: str, partition: Mapping[str, str]) -> int:
         """Data files of the partition in the current version (appends add one each)."""
@@ -175,18 +179,14 @@ class LakeResource(dg.ConfigurableResource):
         metadata = run_commit_metadata(context)
         metadata.update({k: str(v) for k, v in (extra_metadata or {}).items()})
         empty = pl.scan_parquet(paths[0]).head(0).collect()
-        for attempt in range(COMMIT_ATTEMPTS):
-            try:
-                dt = self.table(table) or self._create(table, empty, None, metadata)
-                reader = pads.dataset(list(paths), format="parquet").scanner(batch_size=8192).to_reader()
-                props = CommitProperties(custom_metadata=metadata, max_commit_retries=0)
-                write_deltalake(dt, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props)
-                return dt.version()
-            except CommitFailedError as e:
-                error = e
-                time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
-        raise CommitConflict(f"lake table {table} (whole table): {COMMIT_ATTEMPTS} commits in a row lost to "
-                             f"concurrent writers; nothing was written by this attempt. Last error: {error}") from error
+        def commit() -> int:
+            dt = self.table(table) or self._create(table, empty, None, metadata)
+            reader = pads.dataset(list(paths), format="parquet").scanner(batch_size=8192).to_reader()
+            props = CommitProperties(custom_metadata=metadata, max_commit_retries=0)
+            write_deltalake(dt, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props)
+            return dt.version()
+
+        return _redone_on_conflict(commit, table, "whole table")
 
     def _create(self, table: str, df: pl.DataFrame, partition_by, metadata: dict[str, str]) -> DeltaTable:
         """Create the empty table; losing that race to another process means it exists: fine."""
