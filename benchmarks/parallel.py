@@ -22,7 +22,6 @@ import argparse
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -79,6 +78,7 @@ def _verify_on_ray(root: Path, partitions: list[str]) -> float:
 
     from resources.config import load_config
     from resources.deploy import instance_config, workspace_config
+    from tests.test_production_profile import stop_daemon
 
     home, cfg_path = root / "ray-home", root / "pipeline.yaml"
     home.mkdir()
@@ -139,11 +139,7 @@ def _verify_on_ray(root: Path, partitions: list[str]) -> float:
             first = min(r.create_timestamp.timestamp() for r in records)
             first_start = min(r.start_time for r in records if r.start_time)
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+        stop_daemon(daemon)
         log.close()
         cluster.shutdown()
     print(f"parallel: verification_outcomes, {len(partitions)} partitions, Ray cluster (1 worker node, "

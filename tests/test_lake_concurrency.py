@@ -95,9 +95,10 @@ def pool():
         yield p
 
 
-def race(pool, fn: str, root: str) -> None:
+def race(pool, fn: str, root: str, workers: int = WORKERS) -> None:
+    """`fn` in each of the pool's `workers` processes, all released at the same instant."""
     start_at = time.time() + 1.0
-    errors = [e for e in pool.map(_task, [(fn, root, w, start_at) for w in range(WORKERS)], chunksize=1) if e]
+    errors = [e for e in pool.map(_task, [(fn, root, w, start_at) for w in range(workers)], chunksize=1) if e]
     assert not errors, "\n".join(errors)
 
 

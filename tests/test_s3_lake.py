@@ -23,7 +23,8 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from resources.lake import LakeResource, content_hash
-from tests.test_lake_concurrency import PARTITIONS, ROWS, FakeEmbedder, _task, cache_texts, fill_cache, write_all
+from tests.test_lake_concurrency import (PARTITIONS, ROWS, FakeEmbedder, _task, cache_texts, fill_cache, race,
+                                         write_all)
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
@@ -131,12 +132,6 @@ def s3_pool(endpoint):
         yield pool
 
 
-def race(pool, fn: str, root: str) -> None:
-    start_at = time.time() + 1.0
-    errors = [e for e in pool.map(_task, [(fn, root, w, start_at) for w in range(WORKERS)], chunksize=1) if e]
-    assert not errors, "\n".join(errors)
-
-
 def test_concurrent_processes_on_s3_lose_and_duplicate_nothing(s3_pool, endpoint, tmp_path):
     seq = str(tmp_path / "sequential")  # the same writes, one after another, on a local lake
     for w in range(WORKERS):
@@ -144,8 +139,8 @@ def test_concurrent_processes_on_s3_lose_and_duplicate_nothing(s3_pool, endpoint
         fill_cache(seq, w)
     local = LakeResource(root=seq)
     root = f"s3://{BUCKET}/race"
-    race(s3_pool, "write_all", root)
-    race(s3_pool, "fill_cache", root)
+    race(s3_pool, "write_all", root, WORKERS)
+    race(s3_pool, "fill_cache", root, WORKERS)
     lake = LakeResource(root=root, storage_options=s3_options(endpoint))
     outcomes = lake.read("outcomes")
     assert outcomes.height == ROWS * len(PARTITIONS)
