@@ -7,7 +7,7 @@ from am_assets.distill.logic import (build_conversation, completion_rows, dedupe
                                      parse_response, plan_partition, queries_to_generate, response_id, rows_frame,
                                      summary, wanted_keys)
 from resources.config import AM_SYSTEM_PROMPT, OpenAIServerTeacher, SamplingConfig, VllmTeacher
-from resources.engines import Completion, backoff_delay
+from resources.engines import Completion, backoff_delay, cpu_has_bf16, resolve_dtype
 
 
 @pytest.mark.parametrize("text, think, answer, fmt, closed", [
@@ -147,3 +147,18 @@ def test_progress_line():
     assert lines == []  # not yet due
     p.update(0, 0, force=True)
     assert lines[0].startswith("t/s00: 4/10 prompts, 100 tokens, ") and lines[0].endswith(" tok/s")
+
+
+def test_auto_dtype_is_float32_on_a_cpu_without_native_bf16(tmp_path):
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f\n")
+    sapphire = tmp_path / "spr"
+    sapphire.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n")
+    graviton = tmp_path / "arm"
+    graviton.write_text("Features\t: fp asimd bf16 i8mm\n")
+    assert not cpu_has_bf16(str(avx2)) and not cpu_has_bf16(str(tmp_path / "missing"))
+    assert cpu_has_bf16(str(sapphire)) and cpu_has_bf16(str(graviton))
+    assert resolve_dtype("auto", on_cpu=True, cpu_bf16=False) == "float32"
+    assert resolve_dtype("auto", on_cpu=True, cpu_bf16=True) == "bfloat16"
+    assert resolve_dtype("auto", on_cpu=False, cpu_bf16=False) == "auto"  # GPUs: vLLM picks the model's dtype
+    assert resolve_dtype("bfloat16", on_cpu=True, cpu_bf16=False) == "bfloat16"  # an explicit choice stands
