@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from am_assets.core.responses import cut_off, parse_response
-from am_assets.core.schema import query_id
+from am_assets.core.schema import query_id, text_hash
 from tests.conftest import materialize, shared
 from tests.distill_helpers import mkey, write_unique_queries
 
@@ -61,3 +61,29 @@ def test_skyt1_traces_import(project, instance):
     again = materialize(project.defs(), instance, ["teacher_responses"], partition_key=mkey("skyt1", "s00"))
     assert again.asset_materializations_for_node("teacher_responses")[0].metadata["generated"].value == 0
     assert isinstance(mat.metadata["teacher_config"], dg.JsonMetadataValue)
+
+
+def test_import_index_is_cached_across_commands_and_follows_the_file(tmp_path):
+    from am_assets.distill.imports import ImportEngine
+    from resources.config import ImportTeacher
+
+    problems = [json.loads(line) for line in open(shared("math/math500_test.jsonl"))][:40]
+    path = tmp_path / "teacher.jsonl"
+    def write(first_solution):
+        path.write_text("".join(json.dumps({"question": p["problem"], "response": first_solution if i == 0 else
+                                            p["solution"]}) + "\n" for i, p in enumerate(problems)))
+    write(problems[0]["solution"])
+    cfg = ImportTeacher(name="t", kind="import", path=path)
+    root = tmp_path / "cache"
+    first = ImportEngine(cfg, root)
+    q = problems[0]["problem"]
+    assert [r for r, _ in first.lookup([q], 2)[text_hash(q)]] == [problems[0]["solution"]]
+    built = first.path.stat().st_mtime_ns
+    again = ImportEngine(ImportTeacher(name="other", kind="import", path=path), root)  # the next command
+    assert again.path == first.path and again.path.stat().st_ino == first.path.stat().st_ino  # reused, not rebuilt
+    assert again.path.stat().st_mtime_ns >= built  # touched: pruning keeps what is used
+    write("Edited: \\boxed{42}")  # new file bytes
+    edited = ImportEngine(ImportTeacher(name="t", kind="import", path=path), root)
+    assert edited.path != first.path
+    assert [r for r, _ in edited.lookup([q], 1)[text_hash(q)]] == ["Edited: \\boxed{42}"]
+    assert sorted(p.name for p in root.iterdir()) == sorted([first.path.name, edited.path.name])  # no partials
