@@ -123,10 +123,30 @@ def bench_code() -> None:
         figure(f"code harness cost ({name}): new / single-process", rate / base, "x", ">= 0.5x")
 
 
+def bench_repetitive() -> None:
+    """The n-gram rule (repetitive_flags) over a partition as verification_outcomes re-verifies it from
+    cache: 12k real short answers (GSM8K, MATH) and the Sky-T1 traces (x4, as four samples of a query),
+    against the pure-Python version it replaced (tests/test_verify_quality.py)."""
+    from am_assets.verify.quality import repetitive_flags
+    from tests.test_verify_quality import _jsonl, reference_flags
+
+    short = ([r["answer"] for name in ("train", "test") for r in _jsonl(DATA / f"gsm8k/{name}.jsonl")]
+             + [r["solution"] for r in _jsonl(DATA / "math/math_test5000.json.gz")])[:12_000]
+    traces = [r["code"][0] for name in ("skyt1_27b_math500", "skyt1_32b_ckpt140_aime24")
+              for r in _jsonl(DATA / f"reasoning_traces/{name}.jsonl.gz")] * 4
+    for texts in (short, short + traces):
+        for name, fn in (("old", reference_flags), ("new", repetitive_flags)):
+            t0 = time.perf_counter()
+            flags, _ = fn(texts)
+            figure(f"repetitive_flags s ({name}) [{len(short)} short + {len(texts) - len(short)} long texts, "
+                   f"{sum(map(len, texts)) / 1e6:.0f}M chars, {sum(flags)} flagged]", time.perf_counter() - t0, "s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    bench_repetitive()
     bench_math(args.workers)
     bench_code()
 
