@@ -17,6 +17,7 @@ from am_assets.core.schema import normalize_text, text_hash
 from am_assets.dedup.nearexact import near_exact_anchor
 
 CACHE_TABLE = "embedding_cache"
+EMBED_CHUNK = 100_000  # texts encoded and committed to the cache at a time
 
 Log = Callable[[str], None]
 
@@ -80,10 +81,16 @@ def embed_with_cache(lake, embedder, texts: pl.DataFrame, log: Log = _quiet, con
         def progress(done, total):
             log(f"embedded {done}/{total} texts ({done / max(time.monotonic() - t0, 1e-9):.1f}/s)")
 
-        vecs = embedder.encode([normalize_text(t) for t in missing["question"].to_list()], progress=progress)
-        new = pl.DataFrame({"text_hash": missing["text_hash"], "embedding": as_list_column(vecs)})
-        lake.write_partition(CACHE_TABLE, new, {"embedder": eid}, context=context, mode="append", key=["text_hash"])
-        cached = pl.concat([cached, new])
+        # committed a chunk at a time: encoding and the Delta write each held ~2-3.5 copies of what they
+        # handle (7.3 GB peak at 1M texts in one go), and a killed run keeps the chunks it finished
+        for start in range(0, missing.height, EMBED_CHUNK):
+            chunk = missing.slice(start, EMBED_CHUNK)
+            vecs = embedder.encode([normalize_text(t) for t in chunk["question"].to_list()],
+                                   progress=lambda done, total: progress(start + done, missing.height))
+            new = pl.DataFrame({"text_hash": chunk["text_hash"], "embedding": as_list_column(vecs)})
+            lake.write_partition(CACHE_TABLE, new, {"embedder": eid}, context=context, mode="append",
+                                 key=["text_hash"])
+            cached = pl.concat([cached, new])
     mapping = pl.DataFrame({"text_hash": uniq["text_hash"], "embedded_as": source_of})
     aligned = (texts.select("text_hash").join(mapping, on="text_hash", how="left", maintain_order="left")
                .join(cached.rename({"text_hash": "embedded_as"}), on="embedded_as", how="left", maintain_order="left"))
