@@ -20,6 +20,7 @@ import polars as pl
 from am_assets.dedup.logic import UnionFind
 
 NUM_PERM = 128
+_SIGNATURE_CHUNK = 50_000
 BANDS = 16  # 16 bands x 8 rows: a pair at Jaccard 0.8 is a candidate with p ~0.95, at 0.9 ~1.0
 SEED = 1
 _WORD = re.compile(r"[^\W_]+")
@@ -89,10 +90,14 @@ def signatures(sets: list[set[str]]) -> np.ndarray:
     """(n, NUM_PERM) uint32 MinHash digests."""
     import rensa
 
-    if not sets:
-        return np.zeros((0, NUM_PERM), np.uint32)
-    matrix = rensa.RMinHash.digest_matrix_from_token_sets([sorted(s) or [""] for s in sets], NUM_PERM, SEED)
-    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(sets), NUM_PERM)
+    out = np.zeros((len(sets), NUM_PERM), np.uint32)
+    # a chunk at a time: rensa hands its digests back as Python lists (NUM_PERM ints a text: ~4.6 GB at
+    # 1M texts in one call); a text's digest does not depend on the others in its call
+    for start in range(0, len(sets), _SIGNATURE_CHUNK):
+        part = sets[start:start + _SIGNATURE_CHUNK]
+        matrix = rensa.RMinHash.digest_matrix_from_token_sets([sorted(s) or [""] for s in part], NUM_PERM, SEED)
+        out[start:start + len(part)] = np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(part), NUM_PERM)
+    return out
 
 
 def band_keys(sigs: np.ndarray, bands: int = BANDS) -> np.ndarray:
