@@ -32,8 +32,9 @@ def server(tmp_path_factory):
     model = resolve_model("smollm2-135m")
     log = tmp_path_factory.mktemp("serve") / "vllm_serve.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_API_KEY": SECRET}
-    # float32: this CPU has no native bf16 (resources/engines.py resolve_dtype). The `vllm serve` CLI of vllm-cpu 0.32 fails on its own version lookup (the distribution is named
-    # vllm-cpu); this module is the same server
+    # float32: this CPU has no native bf16 (resources/engines.py resolve_dtype). The `vllm serve` CLI of
+    # vllm-cpu 0.32 fails on its own version lookup (the distribution is named vllm-cpu); this module is
+    # the same server
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
            "--host", "127.0.0.1", "--port", str(port),
            "--served-model-name", "smol", "--max-model-len", "1024", "--dtype", "float32", "--enforce-eager",

@@ -29,9 +29,10 @@ _log = logging.getLogger(__name__)
 
 def teacher_engine(engines, teacher) -> Engine:
     """The engine of any teacher: imports are built here, the others by the `EnginesResource`; all of
-    them live in its pool (an import index is read once per step or command)."""
+    them live in its pool (opened once per step or command)."""
     if teacher.kind == "import":
-        return engines.pool.get(("import", engine_key(teacher)), lambda: ImportEngine(teacher), ImportEngine.close)
+        # nothing to close: the index it reads is a cache that outlives the pool
+        return engines.pool.get(("import", engine_key(teacher)), lambda: ImportEngine(teacher))
     return engines.engine(teacher)
 
 
@@ -109,9 +110,6 @@ class ImportEngine(Engine):
             tmp.replace(self.path)
         finally:
             tmp.unlink(missing_ok=True)
-
-    def close(self) -> None:  # the index stays: it is a cache
-        pass
 
     def lookup(self, questions: list[str], n: int) -> dict[str, list[tuple[str, str | None]]]:
         """question hash -> its first n responses in file order, for these questions only."""
