@@ -1,7 +1,7 @@
 """The whole graph up to training_mix at scale: synthetic queries, import teachers, a temp lake.
 
     .venv/bin/python -m benchmarks.scale --queries 50000 --teachers 2 --samples 4 [--shards 64]
-        [--semantic] [--keep DIR]
+        [--semantic] [--keep DIR] [--storage sqlite|postgres]
 
 Generates N word problems with numeric answers (3% planted exact duplicates, 3% paraphrases) plus 1%
 more for the incremental step, and one import-teacher file per teacher with n responses per query
@@ -13,8 +13,11 @@ hold their responses, as when importing a released dataset).
 
 Peak RSS per asset is sampled (every 50 ms) over this process and its children while that asset's
 partitions run; `overall peak RSS` is the process's own high-water mark (getrusage).
-Semantic dedup is off unless --semantic; query_embeddings still embeds every query, with the static
-model2vec embedder unless --embedder sentence_transformers (embedding cost: benchmarks.dedup).
+--storage postgres puts the Dagster instance on a throwaway PostgreSQL server (the production
+profile's storage, benchmarks/pg_server.py) instead of the default SQLite, which creates an event-log
+database per run and connects per event. Semantic dedup is off unless --semantic; query_embeddings
+still embeds every query, with the static model2vec embedder unless --embedder sentence_transformers
+(embedding cost: benchmarks.dedup).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
@@ -123,8 +127,9 @@ def upstream_names(defs) -> list[str]:
     return sorted(k.to_user_string() for k in keys if graph.get(k).is_materializable)
 
 
-def build(root: str) -> None:
-    """Runs in a fresh process: first build, no-op re-run, +1% queries."""
+def build(root: str, storage: str = "sqlite") -> None:
+    """Runs in a fresh process: first build, no-op re-run, +1% queries. `storage` postgres: the
+    DAGSTER_PG_* environment reaches a server (main starts one)."""
     import dagster as dg
 
     from am_distill.cli.runner import materialize_all
@@ -136,6 +141,12 @@ def build(root: str) -> None:
     root_p = Path(root)
     home = root_p / "dagster_home"
     os.environ["DAGSTER_HOME"] = str(home)
+    if storage == "postgres":  # the production profile's storage block (am-distill deploy local)
+        from resources.deploy import instance_config
+
+        profile = instance_config("local", build_defs(root_p / "pipeline.yaml").resources["pipeline"].load())
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text(yaml.safe_dump({k: profile[k] for k in ("storage", "telemetry")}))
     prepare_home(home, Path(__file__).resolve().parent.parent / "scripts" / "dagster.yaml")
 
     def run(config: str, label: str) -> float:
@@ -178,6 +189,8 @@ def main() -> None:
     parser.add_argument("--embedder", choices=["model2vec", "sentence_transformers"], default="model2vec",
                         help="query_embeddings' embedder (MiniLM on 2 CPU cores: ~30-90 texts/s)")
     parser.add_argument("--keep", help="build in this folder and keep it (default: a temp folder)")
+    parser.add_argument("--storage", choices=["sqlite", "postgres"], default="sqlite",
+                        help="the Dagster instance's storage (postgres: a throwaway server, as in production)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="am-scale-"))
@@ -189,7 +202,15 @@ def main() -> None:
         print(f"generated {sizes['queries']:,} queries (+{sizes['extra']:,} for the incremental step), "
               f"{sizes['responses']:,} responses, {args.shards} shards in {time.perf_counter() - start:,.1f} s",
               flush=True)
-        _, seconds, peak = run_measured(build, str(root))
+        with ExitStack() as stack:
+            if args.storage == "postgres":
+                from benchmarks.pg_server import postgres_server
+
+                # its own folder: as root the server runs as `postgres`, which cannot enter a 0700 temp dir
+                base = stack.enter_context(tempfile.TemporaryDirectory(prefix="am-pg-"))
+                os.chmod(base, 0o755)
+                os.environ.update(stack.enter_context(postgres_server(Path(base))))
+            _, seconds, peak = run_measured(build, str(root), args.storage)
         print(f"benchmark process: {seconds:,.1f} s, peak RSS {peak / 2**30:,.2f} GiB", flush=True)
     finally:
         if not args.keep:
