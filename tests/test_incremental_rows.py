@@ -57,6 +57,8 @@ def test_new_queries_append_and_verify_only_new_rows(tmp_path):
         assert gone.removed == N and gone.generated == 0
         assert lake.history("teacher_responses", 1)[0]["operation"] == "DELETE"
         assert set(lake.read("teacher_responses", part)["query_id"]) == set(_queries(QUESTIONS[1:10])["query_id"])
+        # the rows returned are the partition as written (kept in memory, not read back)
+        assert content_hash(gone.rows) == content_hash(lake.read("teacher_responses", part).drop(*part))
 
     # verification: the cache answers the old rows by a join; only the new responses reach a verifier
     vcfg = VerificationConfig(math_workers=1)
@@ -77,3 +79,27 @@ def test_new_queries_append_and_verify_only_new_rows(tmp_path):
                               .otherwise(pl.col("reference_answer")).alias("reference_answer"))
     _, stats = verify_partition(plus.rows, moved, again, vcfg, sandbox_factory=None)
     assert (stats["verified"], stats["reused"]) == (N, 10 * N - N)
+
+
+def test_a_rival_commit_during_a_fill_is_read_back(tmp_path, monkeypatch):
+    """The partition is kept in memory only while every commit since the read is the fill's own: a row a
+    rival appends between the fill's read and its write is in the result, as the table holds it."""
+    teacher = _teacher(tmp_path)
+    lake, part = LakeResource(root=str(tmp_path / "lake")), {"teacher": "t0", "shard": "s00"}
+    real_write = LakeResource.write_partition
+    with ModelPool() as pool:
+        engines = SimpleNamespace(pool=pool)
+        fill_partition(lake, teacher, "s00", _queries(QUESTIONS[:8]), engines=engines, log=lambda m: None)
+        rival = lake.read("teacher_responses", part).drop(*part).head(1).with_columns(
+            pl.lit("rival-row").alias("response_id"), pl.lit("rival-query").alias("query_id"))
+
+        def rival_then_write(self, table, df, partition, **kw):
+            if kw.get("mode") == "append" and "rival-row" not in df["response_id"].to_list():
+                real_write(self, table, rival, partition, mode="append")  # another process's commit
+            return real_write(self, table, df, partition, **kw)
+
+        monkeypatch.setattr(LakeResource, "write_partition", rival_then_write)
+        plus = fill_partition(lake, teacher, "s00", _queries(QUESTIONS[:10]), engines=engines, log=lambda m: None)
+    assert "rival-row" in plus.rows["response_id"].to_list()
+    monkeypatch.undo()
+    assert content_hash(plus.rows) == content_hash(lake.read("teacher_responses", part).drop(*part))

@@ -146,13 +146,23 @@ def near_exact_anchor(texts: list[str], threshold: float, preferred: np.ndarray 
     anchor = np.arange(n, dtype=np.int64)
     if n < 2:
         return anchor, 0
-    sets = [shingles(t) for t in texts]
-    nums = [numbers(t) for t in texts]
-    pairs = candidate_pairs(band_keys(signatures(sets)), [strong_key(t) for t in texts])
+    # every text's shingle set at once is ~2 GB of Python objects at 1M texts: the sets live one chunk
+    # at a time, each kept as one joined string (~10x smaller) for the texts that meet in a candidate pair
+    keys = [strong_key(t) for t in texts]
+    sigs, packed = [], []
+    for start in range(0, n, _SIGNATURE_CHUNK):
+        chunk = [shingles(t) for t in texts[start:start + _SIGNATURE_CHUNK]]
+        sigs.append(signatures(chunk))
+        packed += ["\x00".join(s) for s in chunk]  # a word never holds \x00
+    pairs = candidate_pairs(band_keys(np.concatenate(sigs)), keys)
+    del sigs, chunk
+    involved = np.unique(pairs).tolist()
+    sets = {i: set(packed[i].split("\x00")) if packed[i] else set() for i in involved}
+    nums = {i: numbers(texts[i]) for i in involved}
     uf = UnionFind(n)
     verified = 0
     for a, b in pairs.tolist():
-        if nums[a] == nums[b] and (strong_key(texts[a]) == strong_key(texts[b]) or jaccard(sets[a], sets[b]) >= threshold):
+        if nums[a] == nums[b] and (keys[a] == keys[b] or jaccard(sets[a], sets[b]) >= threshold):
             uf.union(a, b)
             verified += 1
     roots = uf.roots()

@@ -57,11 +57,16 @@ class Progress:
             self.log(f"{self.label}: {self.done}/{self.total} prompts, {self.tokens} tokens, {rate:.1f} tok/s")
 
 
-def read_partition(lake: LakeResource, partition: dict[str, str]) -> pl.DataFrame:
+def read_partition(lake: LakeResource, partition: dict[str, str], version: int | None = None) -> pl.DataFrame:
     if not lake.exists(TABLE):
         return rows_frame([])
-    df = lake.scan(TABLE, partition).collect()
+    df = lake.scan(TABLE, partition, version=version).collect()
     return df.select([c for c in df.columns if c not in partition])
+
+
+def _typed_as(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """`df` with the types the table gives its columns when read back (its other columns as they are)."""
+    return df.with_columns(pl.col(c).cast(schema[c]) for c in df.columns if c in schema)
 
 
 def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFrame, *, engines,
@@ -71,16 +76,21 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
     t0 = time.perf_counter()
     partition = {"teacher": teacher.name, "shard": shard}
     fp = teacher.fingerprint()
-    existing = read_partition(lake, partition)
+    read_at = version = lake.version(TABLE)
+    existing = read_partition(lake, partition, read_at)
     plan = plan_partition(existing, wanted_keys(queries, fp, teacher.sampling.n), teacher.max_attempts)
-    version = lake.version(TABLE)
+    # the partition as this call leaves it, as long as no other writer commits in between (`ours` tells)
+    current, written, ours = existing, [], []
     if plan.removed:  # drop stale keys and duplicates before appending
         gone = existing.join(plan.keep.select("response_id"), on="response_id", how="anti")["response_id"]
         if gone.len() == plan.removed and 2 * plan.removed < existing.height:
             # a few queries left the shard: a Delta DELETE rewrites only the files holding them
             version = lake.delete_rows(TABLE, partition, "response_id", gone.to_list(), context=context)
+            current = existing.join(gone.to_frame(), on="response_id", how="anti")
         else:  # duplicates, or most of the partition goes (a new fingerprint): one rewrite
             version = lake.write_partition(TABLE, plan.keep, partition, context=context)
+            current = plan.keep
+        ours.append(version)
         log(f"{teacher.name}/{shard}: removed {plan.removed} rows (query left the shard, old fingerprint "
             f"or duplicate)")
     todo = queries_to_generate(plan.missing, queries)
@@ -102,12 +112,20 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
             chunk = rows_frame(rows)
             if chunk.height:
                 version = lake.write_partition(TABLE, chunk, partition, context=context, mode="append")
+                written.append(chunk)
+                ours.append(version)
             generated += chunk.height
             chunk_tokens = int(chunk["completion_tokens"].fill_null(0).sum())
             tokens += chunk_tokens
             progress.update(len(group), chunk_tokens)
         progress.update(0, 0, force=True)
-    raw = read_partition(lake, partition) if (generated or plan.removed) else plan.keep
+    raw = plan.keep
+    if ours and read_at is not None and ours == list(range(read_at + 1, read_at + 1 + len(ours))):
+        # every commit since the read is one of ours: the partition is what was read plus our writes,
+        # so no second read of a partition that may hold 100k+ responses
+        raw = pl.concat([current, *(_typed_as(c, current.schema) for c in written)], how="diagonal")
+    elif ours:  # another writer committed meanwhile (rival rows to dedupe): read the partition back
+        raw = read_partition(lake, partition)
     final = with_attempts(dedupe(raw)).select(list(RESPONSE_SCHEMA)).sort("query_id", "sample_idx")
     # New rows stay appended (the data version is the content hash, so no rewrite is needed for it);
     # compact only a partition that holds replaced rows (retries, a rival's duplicates) or many chunk files
