@@ -148,9 +148,10 @@ def build(root: str, storage: str = "sqlite") -> None:
     home = root_p / "dagster_home"
     os.environ["DAGSTER_HOME"] = str(home)
     if storage == "postgres":  # the production profile's storage block (am-distill deploy local)
+        from resources.config import load_config
         from resources.deploy import instance_config
 
-        profile = instance_config("local", build_defs(root_p / "pipeline.yaml").resources["pipeline"].load())
+        profile = instance_config("local", load_config(root_p / "pipeline.yaml"))
         home.mkdir(parents=True, exist_ok=True)
         (home / "dagster.yaml").write_text(yaml.safe_dump({k: profile[k] for k in ("storage", "telemetry")}))
     prepare_home(home, Path(__file__).resolve().parent.parent / "scripts" / "dagster.yaml")

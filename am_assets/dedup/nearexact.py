@@ -87,17 +87,14 @@ def number_guard(edges: tuple[np.ndarray, np.ndarray, np.ndarray], questions: li
 
 
 def signatures(sets: list[set[str]]) -> np.ndarray:
-    """(n, NUM_PERM) uint32 MinHash digests."""
+    """(n, NUM_PERM) uint32 MinHash digests. Pass a chunk at a time (near_exact_anchor: _SIGNATURE_CHUNK):
+    rensa hands its digests back as Python lists, 128 ints a text, ~4.6 GB at 1M texts in one call."""
     import rensa
 
-    out = np.zeros((len(sets), NUM_PERM), np.uint32)
-    # a chunk at a time: rensa hands its digests back as Python lists (NUM_PERM ints a text: ~4.6 GB at
-    # 1M texts in one call); a text's digest does not depend on the others in its call
-    for start in range(0, len(sets), _SIGNATURE_CHUNK):
-        part = sets[start:start + _SIGNATURE_CHUNK]
-        matrix = rensa.RMinHash.digest_matrix_from_token_sets([sorted(s) or [""] for s in part], NUM_PERM, SEED)
-        out[start:start + len(part)] = np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(part), NUM_PERM)
-    return out
+    if not sets:
+        return np.zeros((0, NUM_PERM), np.uint32)
+    matrix = rensa.RMinHash.digest_matrix_from_token_sets([sorted(s) or [""] for s in sets], NUM_PERM, SEED)
+    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(sets), NUM_PERM)
 
 
 def band_keys(sigs: np.ndarray, bands: int = BANDS) -> np.ndarray:
@@ -147,7 +144,8 @@ def near_exact_anchor(texts: list[str], threshold: float, preferred: np.ndarray 
     if n < 2:
         return anchor, 0
     # every text's shingle set at once is ~2 GB of Python objects at 1M texts: the sets live one chunk
-    # at a time, each kept as one joined string (~10x smaller) for the texts that meet in a candidate pair
+    # at a time (a text's digest does not depend on the others in its chunk), each kept as one joined
+    # string (~10x smaller) for the texts that meet in a candidate pair
     keys = [strong_key(t) for t in texts]
     sigs, packed = [], []
     for start in range(0, n, _SIGNATURE_CHUNK):

@@ -79,8 +79,8 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
     read_at = version = lake.version(TABLE)
     existing = read_partition(lake, partition, read_at)
     plan = plan_partition(existing, wanted_keys(queries, fp, teacher.sampling.n), teacher.max_attempts)
-    # the partition as this call leaves it, as long as no other writer commits in between (`ours` tells)
-    current, written, ours = existing, [], []
+    # the partition as this call leaves it, as long as no other writer commits in between (`commits` tells)
+    current, written, commits = existing, [], 0
     if plan.removed:  # drop stale keys and duplicates before appending
         gone = existing.join(plan.keep.select("response_id"), on="response_id", how="anti")["response_id"]
         if gone.len() == plan.removed and 2 * plan.removed < existing.height:
@@ -90,7 +90,7 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
         else:  # duplicates, or most of the partition goes (a new fingerprint): one rewrite
             version = lake.write_partition(TABLE, plan.keep, partition, context=context)
             current = plan.keep
-        ours.append(version)
+        commits += 1
         log(f"{teacher.name}/{shard}: removed {plan.removed} rows (query left the shard, old fingerprint "
             f"or duplicate)")
     todo = queries_to_generate(plan.missing, queries)
@@ -113,18 +113,18 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
             if chunk.height:
                 version = lake.write_partition(TABLE, chunk, partition, context=context, mode="append")
                 written.append(chunk)
-                ours.append(version)
+                commits += 1
             generated += chunk.height
             chunk_tokens = int(chunk["completion_tokens"].fill_null(0).sum())
             tokens += chunk_tokens
             progress.update(len(group), chunk_tokens)
         progress.update(0, 0, force=True)
     raw = plan.keep
-    if ours and read_at is not None and ours == list(range(read_at + 1, read_at + 1 + len(ours))):
-        # every commit since the read is one of ours: the partition is what was read plus our writes,
-        # so no second read of a partition that may hold 100k+ responses
+    if commits and read_at is not None and version == read_at + commits:
+        # versions only grow, so every commit since the read is one of ours: the partition is what was
+        # read plus our writes, and a partition that may hold 100k+ responses is not read a second time
         raw = pl.concat([current, *(_typed_as(c, current.schema) for c in written)], how="diagonal")
-    elif ours:  # another writer committed meanwhile (rival rows to dedupe): read the partition back
+    elif commits:  # another writer committed meanwhile (rival rows to dedupe): read the partition back
         raw = read_partition(lake, partition)
     final = with_attempts(dedupe(raw)).select(list(RESPONSE_SCHEMA)).sort("query_id", "sample_idx")
     # New rows stay appended (the data version is the content hash, so no rewrite is needed for it);
