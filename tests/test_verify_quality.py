@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from am_assets.verify.quality import TOKEN_PATTERN, repetitive_flags
+from am_assets.verify.quality import TOKEN_PATTERN, _batches, _ngram_keys, repetitive_flags
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 _OLD_TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -92,6 +92,10 @@ def test_flags_match_reference_on_real_text(real_texts, name, n, max_count, flag
     assert repetitive_flags(texts, n, max_count) == expected
     # several batches (about 30 traces or 400 short answers each) count and flag the same as one
     assert repetitive_flags(texts, n, max_count, batch_bytes=200_000) == expected
+    # pass 2 re-tokenizes the batches whose windows pass 1 could not keep: none kept, or some
+    assert repetitive_flags(texts, n, max_count, batch_bytes=200_000, keep_bytes=0) == expected
+    first = _ngram_keys(*_batches(pl.Series(texts), 200_000)[0], n).height  # keep exactly the first batch's
+    assert repetitive_flags(pl.Series(texts), n, max_count, batch_bytes=200_000, keep_bytes=12 * first) == expected
 
 
 SENTENCE = "Wait, let me recompute the sum of the first ten terms of the sequence once more to be sure."

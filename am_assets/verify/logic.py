@@ -104,7 +104,7 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
     df = (pl.concat([p.select(["_i", *OUTCOME_COLS_BUT_FLAGS]) for p in parts if p.height] or
                     [missed.select(["_i", *OUTCOME_COLS_BUT_FLAGS])]).sort("_i"))
     # flags over the whole partition: the n-gram rule counts across every response, thresholds may change
-    repetitive, n_frequent = repetitive_flags(joined["response"].fill_null("").to_list(), vcfg.repeat_ngram,
+    repetitive, n_frequent = repetitive_flags(joined["response"].fill_null(""), vcfg.repeat_ngram,
                                               vcfg.repeat_max_count)
     df = df.with_columns(passed_flag(vcfg.thresholds), pl.Series("repetitive", repetitive, dtype=pl.Boolean))
     stats["frequent_ngrams"] = n_frequent

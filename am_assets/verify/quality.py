@@ -4,6 +4,7 @@ truncated, and the papers' high-frequency n-gram rule: a `n`-token string occurr
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -15,21 +16,32 @@ import polars as pl
 _WORD = r"\p{L}\p{N}_"
 TOKEN_PATTERN = rf"[{_WORD}]+|[^{_WORD}\s\x1c-\x1f]"
 BATCH_BYTES = 8 << 20  # text bytes per batch: about 2M tokens of prose, at worst one token a byte
+KEEP_BYTES = 256 << 20  # pass 1's windows kept for pass 2: ~22M windows, a 250k-response partition of short answers
 
 
-def repetitive_flags(texts: list[str | None], n: int = 20, max_count: int = 20, *,
-                     batch_bytes: int = BATCH_BYTES) -> tuple[list[bool], int]:
+def repetitive_flags(texts: list[str | None] | pl.Series, n: int = 20, max_count: int = 20, *,
+                     batch_bytes: int = BATCH_BYTES, keep_bytes: int = KEEP_BYTES) -> tuple[list[bool], int]:
     """(flag per text, number of frequent n-grams). Occurrences are counted across all texts
     (repeats inside one text count too, as a looping response is the usual culprit). Two passes
-    over byte-bounded batches: count the n-grams, then flag the texts holding a frequent one."""
+    over byte-bounded batches: count the n-grams, then flag the texts holding a frequent one. Pass 1
+    keeps its window tables (12 bytes a window) up to `keep_bytes`, so pass 2 tokenizes and hashes
+    again only the batches beyond that (a partition of long traces; most partitions fit)."""
     series = pl.Series("text", texts, dtype=pl.String)
-    batches = _batches(series, batch_bytes)
-    single = [_ngram_keys(*batches[0], n)] if len(batches) == 1 else None  # pass 2 reuses one batch's windows
-    counts = _ngram_counts(single or _windows(batches, n))
+    batches, kept = _batches(series, batch_bytes), []
+
+    def counted():
+        room = keep_bytes
+        for w in _windows(batches, n):
+            room -= 12 * w.height
+            if room >= 0:
+                kept.append(w)
+            yield w
+
+    counts = _ngram_counts(counted())
     frequent = counts.filter(pl.col("count") > max_count).select("key")
     flags = np.zeros(len(series), dtype=bool)
     if frequent.height:
-        for w in single or _windows(batches, n):
+        for w in itertools.chain(kept, _windows(batches[len(kept):], n)):
             flags[w.join(frequent, on="key", how="semi")["i"].to_numpy()] = True
     return flags.tolist(), frequent.height
 
