@@ -24,6 +24,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 COMMIT_ATTEMPTS = 10  # each round of conflicts lets at least one writer through
+COMPACT_FILES = 8  # a partition grown by appends past this many data files is rewritten as one
 
 
 class CommitConflict(RuntimeError):
@@ -225,18 +226,20 @@ class LakeResource(dg.ConfigurableResource):
         filters: Mapping[str, str | list[str]] | None = None,
         *,
         version: int | None = None,
+        dt: DeltaTable | None = None,
     ) -> pl.LazyFrame:
-        """A LazyFrame over the table (optionally at an older version), filtered by partition values."""
-        lf = pl.scan_delta(self.uri(table), version=version, storage_options=self._opts())
+        """A LazyFrame over the table (optionally at an older version, or over the opened table `dt`:
+        each open replays the Delta log), filtered by partition values."""
+        lf = pl.scan_delta(dt) if dt is not None else pl.scan_delta(self.uri(table), version=version,
+                                                                     storage_options=self._opts())
         for col, val in (filters or {}).items():
             lf = lf.filter(pl.col(col).is_in(val) if isinstance(val, list) else pl.col(col) == val)
         return lf
 
     def read(self, table: str, filters: Mapping[str, str | list[str]] | None = None) -> pl.DataFrame:
         """The filtered table, or an empty frame when the table does not exist yet."""
-        if not self.exists(table):
-            return pl.DataFrame()
-        return self.scan(table, filters).collect()
+        dt = self.table(table)
+        return pl.DataFrame() if dt is None else self.scan(table, filters, dt=dt).collect()
 
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
         dt = self.table(table)

@@ -147,8 +147,12 @@ def test_only_stale_partitions_recompute(project, instance, tmp_path, models):
     requested, cursor = _tick(defs, instance, cursor, upto_mix=True)
     # a new partition is missing everywhere: one run takes it through ingest (deps requested together)
     assert requested == {"raw_queries": ["extra"], "clean_queries": ["extra"], "query_embeddings": ["extra"]}
+    before = lake.version("verification_outcomes")
     r3 = materialize_all(defs, instance, pool=models, select=upto_mix, log=lambda *_: None)
     assert r3.partitions("raw_queries") == ["extra"] and r3.partitions("query_embeddings") == ["extra"]
+    # verification appends the new responses' verdicts; no stored partition is rewritten
+    commits = [c for c in lake.history("verification_outcomes") if c["version"] > before]
+    assert commits and all(c["operationParameters"]["mode"] == "Append" for c in commits)
     assert r3.total("teacher_responses", "generated") == len(EXTRA) * 2 * N
     assert r3.total("query_embeddings", "embedded_new") == len(EXTRA)  # the two duplicates' texts are cached
     assert lake.read("teacher_responses").height == (len(EASY) + len(EXTRA)) * 2 * N

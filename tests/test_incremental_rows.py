@@ -10,6 +10,7 @@ import polars as pl
 
 from am_assets.core.schema import query_id
 from am_assets.distill.generate import fill_partition
+from am_assets.verify.cache import appended_rows
 from am_assets.verify.logic import verify_partition
 from resources.config import ImportTeacher, VerificationConfig
 from resources.lake import LakeResource, content_hash
@@ -74,6 +75,17 @@ def test_new_queries_append_and_verify_only_new_rows(tmp_path):
     assert kept.equals(cached.sort("response_id"))  # unchanged rows: the very same verdict rows
     scratch, _ = verify_partition(plus.rows, refs, pl.DataFrame(), vcfg, sandbox_factory=None)
     assert again.sort("response_id").equals(scratch.sort("response_id"))  # as if verified from scratch
+    # the asset appends just the new responses' rows: the cached ones are all there, unchanged
+    stored = cached.with_columns(pl.lit("t0").alias("teacher"))  # as read back: partition columns too
+    added = appended_rows(again, stored)
+    assert sorted(added["response_id"]) == sorted(again.join(old, on="response_id", how="anti")["response_id"])
+    assert appended_rows(cached, cached).height == 0
+    # any stored row changed or gone takes a rewrite: a flipped flag, a moved threshold, a dropped response
+    flipped = again.with_columns(pl.when(pl.col("response_id") == old["response_id"][0]).then(~pl.col("repetitive"))
+                                 .otherwise(pl.col("repetitive")).alias("repetitive"))
+    assert appended_rows(flipped, stored) is None
+    assert appended_rows(again.with_columns(pl.lit(False).alias("passed")), stored) is None
+    assert appended_rows(again.filter(pl.col("response_id") != old["response_id"][0]), stored) is None
     # a changed reference answer is a changed input: that query's rows are verified again
     moved = refs.with_columns(pl.when(pl.col("query_id") == query_id(QUESTIONS[0])).then(pl.lit("0"))
                               .otherwise(pl.col("reference_answer")).alias("reference_answer"))

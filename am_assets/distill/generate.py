@@ -21,10 +21,9 @@ from am_assets.distill.logic import (RESPONSE_SCHEMA, build_conversation, comple
                                      plan_partition, queries_to_generate, retryable, rows_frame, sampling_json,
                                      wanted_keys, with_attempts)
 from am_assets.distill.imports import teacher_engine
-from resources.lake import LakeResource
+from resources.lake import COMPACT_FILES, LakeResource
 
 TABLE = "teacher_responses"
-COMPACT_FILES = 8  # a partition with more data files than this is rewritten as one
 
 
 @dataclass
@@ -57,10 +56,12 @@ class Progress:
             self.log(f"{self.label}: {self.done}/{self.total} prompts, {self.tokens} tokens, {rate:.1f} tok/s")
 
 
-def read_partition(lake: LakeResource, partition: dict[str, str], version: int | None = None) -> pl.DataFrame:
-    if not lake.exists(TABLE):
+def read_partition(lake: LakeResource, partition: dict[str, str], dt=None) -> pl.DataFrame:
+    """The partition's rows in the opened table `dt` (default: its current version)."""
+    dt = dt if dt is not None else lake.table(TABLE)
+    if dt is None:
         return rows_frame([])
-    df = lake.scan(TABLE, partition, version=version).collect()
+    df = lake.scan(TABLE, partition, dt=dt).collect()
     return df.select([c for c in df.columns if c not in partition])
 
 
@@ -76,8 +77,9 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
     t0 = time.perf_counter()
     partition = {"teacher": teacher.name, "shard": shard}
     fp = teacher.fingerprint()
-    read_at = version = lake.version(TABLE)
-    existing = read_partition(lake, partition, read_at)
+    dt = lake.table(TABLE)  # opened once: its version and rows are one snapshot
+    read_at = version = None if dt is None else dt.version()
+    existing = read_partition(lake, partition, dt)
     plan = plan_partition(existing, wanted_keys(queries, fp, teacher.sampling.n), teacher.max_attempts)
     # the partition as this call leaves it, as long as no other writer commits in between (`commits` tells)
     current, written, commits = existing, [], 0

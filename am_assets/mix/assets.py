@@ -4,6 +4,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import dagster as dg
 import polars as pl
@@ -72,7 +73,7 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
     with tempfile.TemporaryDirectory(prefix="training_mix-") as staging:
         sink = _ShardSink(Path(staging), ExportWriter(export_dir), extra)
         narrow, decisions, drops = assemble_mix_sharded(
-            lambda shard: _shard_scans(lake, versions, shard), [shard_key(i) for i in range(cfg.shards)],
+            _shard_scans(lake, versions), [shard_key(i) for i in range(cfg.shards)],
             mix=cfg.mix, pool_teachers=pool_teachers, thresholds=cfg.verification.thresholds,
             scored_statuses=cfg.difficulty.scored_statuses,
             system_prompts={t.name: t.system_prompt for t in cfg.teachers}, default_system_prompt=AM_SYSTEM_PROMPT,
@@ -118,10 +119,12 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
     return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(sink.content_hash()))
 
 
-def _shard_scans(lake: LakeResource, versions: dict[str, int], shard: str) -> dict[str, pl.LazyFrame]:
-    """One shard of every input, pinned to the versions recorded in the lineage (a concurrent write
-    cannot mix versions)."""
-    return {t: lake.scan(t, {"shard": shard}, version=v) for t, v in versions.items()}
+def _shard_scans(lake: LakeResource, versions: dict[str, int]) -> Callable[[str], dict[str, pl.LazyFrame]]:
+    """shard -> one shard of every input, pinned to the versions recorded in the lineage (a concurrent
+    write cannot mix versions). One scan per table, filtered per shard: each new scan reads the Delta
+    log again (~70 ms; 4 tables x shards x 2 passes)."""
+    tables = {t: lake.scan(t, version=v) for t, v in versions.items()}
+    return lambda shard: {t: lf.filter(pl.col("shard") == shard) for t, lf in tables.items()}
 
 
 class _ShardSink:

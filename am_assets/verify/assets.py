@@ -3,12 +3,13 @@ import dagster as dg
 import polars as pl
 
 from am_assets.core.partitions import partition_dimensions, teacher_shard_partitions
+from am_assets.verify.cache import appended_rows
 from am_assets.verify.health import health_metadata, health_verdict, verifier_health
 from am_assets.verify.judging import Judge
 from am_assets.verify.logic import OUTCOME_SCHEMA, summary, verify_partition
 from resources.engines import EnginesResource
 from resources.judge import JudgeResource
-from resources.lake import LakeResource, materialize_result
+from resources.lake import COMPACT_FILES, LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
 from resources.sandbox import SandboxResource
 
@@ -43,7 +44,7 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
             df, stats = verify_partition(responses, queries, cached, cfg.verification, sandbox_factory=sandbox.get,
                                          judge=judged, judge_version=judged.version(), log=context.log.info,
                                          models=engines.pool)
-        version = lake.write_partition(TABLE, df, part, context=context)
+        version = _write(lake, df, cached, part, context)
         context.log.info(f"{part}: {stats['verified']} verified, {stats['reused']} reused from the cache")
         return materialize_result(lake, TABLE, df, version, {
             **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary(df).items()},
@@ -77,6 +78,19 @@ def build_verifier_health_check(cfg) -> dg.AssetChecksDefinition:
                                              "verifiers": dg.MetadataValue.json(health_metadata(health))})
 
     return verifier_health_check
+
+
+def _write(lake: LakeResource, df: pl.DataFrame, cached: pl.DataFrame, part: dict, context) -> int:
+    """Append only the new responses' rows when the cached ones are unchanged (a partition of 250k
+    responses gaining 1% is not rewritten); otherwise, or past COMPACT_FILES files, rewrite it."""
+    added = appended_rows(df, cached)
+    if added is None or lake.file_count(TABLE, part) > COMPACT_FILES:
+        return lake.write_partition(TABLE, df, part, context=context)
+    if added.height == 0:
+        context.log.info(f"{part}: every outcome row is as stored; nothing written")
+        return lake.version(TABLE)
+    context.log.info(f"{part}: the {cached.height} stored rows are unchanged; appending {added.height}")
+    return lake.write_partition(TABLE, added, part, context=context, mode="append", key=["response_id"])
 
 
 def _empty_outcomes():

@@ -66,3 +66,22 @@ def passed_flag(thresholds: dict[str, float]) -> pl.Expr:
     limit = pl.col("category").replace_strict(list(thresholds), list(thresholds.values()), default=float("inf"),
                                               return_dtype=pl.Float64) if thresholds else pl.lit(float("inf"))
     return ((pl.col("status") == "ok") & (pl.col("verify_score") > limit.fill_null(float("inf")))).alias("passed")
+
+
+def appended_rows(outcomes: pl.DataFrame, cached: pl.DataFrame) -> pl.DataFrame | None:
+    """The rows to append when the partition's new `outcomes` are its `cached` rows, unchanged, plus
+    new responses (adding queries: no flag flipped, no threshold moved); None when any cached row
+    changed or left, which takes a rewrite. Rows are compared by response_id and a hash of every column."""
+    cols = list(outcomes.columns)
+    if cached.height == 0 or not set(cols) <= set(cached.columns) or cached.height > outcomes.height:
+        return None
+    old = cached.select(cols).cast(outcomes.schema)
+    old = old.select("response_id", _h=old.hash_rows(seed=0))
+    new = outcomes.with_columns(_h=outcomes.hash_rows(seed=0))
+    if old["response_id"].n_unique() != old.height:
+        return None
+    kept = new.join(old, on=["response_id", "_h"], how="semi").height
+    added = new.join(old, on="response_id", how="anti")
+    if kept != old.height or kept + added.height != new.height:
+        return None
+    return added.drop("_h")
