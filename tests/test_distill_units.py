@@ -66,6 +66,18 @@ def test_plan_generates_missing_and_drops_departed():
     assert todo["query_id"].to_list() == ["d"] and todo["sample_idxs"].to_list() == [[0, 1]]
 
 
+def test_wanted_keys_reuse_the_partitions_ids():
+    qs = _queries(["a", "b", "c"])
+    fresh = wanted_keys(qs, "fp", 2)
+    assert fresh["response_id"].to_list() == [response_id(q, "fp", i) for q in "abc" for i in range(2)]
+    known = pl.concat([_rows(["a", "b"], "fp", 2), _rows(["c"], "old", 2)])
+    assert wanted_keys(qs, "fp", 2, known).equals(fresh)  # ids reused for a, b; c's old fingerprint hashed anew
+    # ids that another formula wrote are not trusted: every id is computed again
+    forged = known.with_columns(pl.format("x{}", pl.col("response_id")).alias("response_id"))
+    assert wanted_keys(qs, "fp", 2, forged).equals(fresh)
+    assert wanted_keys(qs.head(0), "fp", 2, known).height == 0
+
+
 def test_plan_retries_errors_and_dedupes():
     ok, err = _rows(["a"], "fp", 2), _rows(["b"], "fp", 1, status="error")
     existing = pl.concat([ok, ok, err])  # a crash between append and compaction, plus a failed request

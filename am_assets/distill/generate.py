@@ -80,7 +80,7 @@ def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFram
     dt = lake.table(TABLE)  # opened once: its version and rows are one snapshot
     read_at = version = None if dt is None else dt.version()
     existing = read_partition(lake, partition, dt)
-    plan = plan_partition(existing, wanted_keys(queries, fp, teacher.sampling.n), teacher.max_attempts)
+    plan = plan_partition(existing, wanted_keys(queries, fp, teacher.sampling.n, existing), teacher.max_attempts)
     # the partition as this call leaves it, as long as no other writer commits in between (`commits` tells)
     current, written, commits = existing, [], 0
     if plan.removed:  # drop stale keys and duplicates before appending

@@ -66,11 +66,29 @@ def eligible_queries(unique: pl.DataFrame) -> pl.DataFrame:
             .select("query_id", "question", "category").unique("query_id", keep="first").sort("query_id"))
 
 
-def wanted_keys(queries: pl.DataFrame, fingerprint: str, n: int) -> pl.DataFrame:
-    """One row per (query, sample_idx) the partition must hold, with its response_id."""
-    rows = [(q, i, response_id(q, fingerprint, i)) for q in queries["query_id"].to_list() for i in range(n)]
-    return pl.DataFrame(rows, schema={"query_id": pl.String, "sample_idx": pl.Int64, "response_id": pl.String},
-                        orient="row")
+def wanted_keys(queries: pl.DataFrame, fingerprint: str, n: int, known: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per (query, sample_idx) the partition must hold, with its response_id. `known`: rows
+    with response_ids (the partition); a key they hold under this fingerprint keeps its id, so only new
+    keys are hashed in Python (~2 us a key: 0.5 s for a 250k-row partition)."""
+    keys = queries.select("query_id").join(pl.DataFrame({"sample_idx": list(range(n))}, schema={"sample_idx": pl.Int64}),
+                                            how="cross")
+    ids = _known_ids(known, fingerprint)
+    keys = (keys.join(ids, on=["query_id", "sample_idx"], how="left", maintain_order="left") if ids is not None
+            else keys.with_columns(pl.lit(None, pl.String).alias("response_id")))
+    todo = keys["response_id"].is_null()
+    fresh = [response_id(q, fingerprint, i) for q, i in keys.filter(todo).select("query_id", "sample_idx").iter_rows()]
+    return keys.with_columns(keys["response_id"].scatter(todo.arg_true(), fresh))
+
+
+def _known_ids(known: pl.DataFrame | None, fingerprint: str) -> pl.DataFrame | None:
+    """(query_id, sample_idx, response_id) of `known` under `fingerprint`, when a sample of them agrees
+    with response_id() (ids written by another formula: None, every id is computed afresh)."""
+    if known is None or known.height == 0 or not {"query_id", "sample_idx", "fingerprint", "response_id"} <= set(known.columns):
+        return None
+    ids = (known.filter(pl.col("fingerprint") == fingerprint).select("query_id", "sample_idx", "response_id")
+           .unique(["query_id", "sample_idx"], keep="first"))
+    sample = ids.sample(min(64, ids.height), seed=0)
+    return ids if all(response_id(q, fingerprint, i) == r for q, i, r in sample.iter_rows()) else None
 
 
 def with_attempts(df: pl.DataFrame) -> pl.DataFrame:
