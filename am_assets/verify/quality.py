@@ -15,7 +15,8 @@ import polars as pl
 # point that Python's Unicode tables assign (tests/test_verify_quality.py checks all of them).
 _WORD = r"\p{L}\p{N}_"
 TOKEN_PATTERN = rf"[{_WORD}]+|[^{_WORD}\s\x1c-\x1f]"
-BATCH_BYTES = 8 << 20  # text bytes per batch: about 2M tokens of prose, at worst one token a byte
+BATCH_BYTES = 32 << 20  # text bytes per batch: ~9M tokens of prose; at worst (a token a byte) ~1.5 GB in flight;
+# fewer, larger batches cost fewer count merges: a 31 MiB partition took 1.32 s in one batch, 1.70 s in four
 KEEP_BYTES = 256 << 20  # pass 1's windows kept for pass 2: ~22M windows, a 250k-response partition of short answers
 
 
