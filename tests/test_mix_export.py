@@ -28,7 +28,8 @@ def test_each_row_gets_its_own_messages_in_order():
         chat = json.loads(r["messages"])
         assert [m["role"] for m in chat] == ["system", "user", "assistant"]
         assert [m["content"] for m in chat] == [r["system_prompt"], r["question"], r["assistant"]]
-        assert r["assistant"] == (f"raw {i}" if i % 5 == 0 else f"<think>\nthink {i}\n</think>\n<answer>\n\\boxed{{{i}}}\n</answer>")
+        tagged = f"<think>\nthink {i}\n</think>\n<answer>\n\\boxed{{{i}}}\n</answer>"
+        assert r["assistant"] == (f"raw {i}" if i % 5 == 0 else tagged)
     am, chat = am_layout(rows), chat_layout(rows)
     assert am.columns == chat.columns == ["messages", *LINEAGE_COLUMNS]
     assert am["response_id"].to_list() == rows["response_id"].to_list()

@@ -70,8 +70,8 @@ def wanted_keys(queries: pl.DataFrame, fingerprint: str, n: int, known: pl.DataF
     """One row per (query, sample_idx) the partition must hold, with its response_id. `known`: rows
     with response_ids (the partition); a key they hold under this fingerprint keeps its id, so only new
     keys are hashed in Python (~2 us a key: 0.5 s for a 250k-row partition)."""
-    keys = queries.select("query_id").join(pl.DataFrame({"sample_idx": list(range(n))}, schema={"sample_idx": pl.Int64}),
-                                            how="cross")
+    samples = pl.DataFrame({"sample_idx": list(range(n))}, schema={"sample_idx": pl.Int64})
+    keys = queries.select("query_id").join(samples, how="cross")
     ids = _known_ids(known, fingerprint)
     keys = (keys.join(ids, on=["query_id", "sample_idx"], how="left", maintain_order="left") if ids is not None
             else keys.with_columns(pl.lit(None, pl.String).alias("response_id")))
@@ -83,7 +83,8 @@ def wanted_keys(queries: pl.DataFrame, fingerprint: str, n: int, known: pl.DataF
 def _known_ids(known: pl.DataFrame | None, fingerprint: str) -> pl.DataFrame | None:
     """(query_id, sample_idx, response_id) of `known` under `fingerprint`, when a sample of them agrees
     with response_id() (ids written by another formula: None, every id is computed afresh)."""
-    if known is None or known.height == 0 or not {"query_id", "sample_idx", "fingerprint", "response_id"} <= set(known.columns):
+    need = {"query_id", "sample_idx", "fingerprint", "response_id"}
+    if known is None or not known.height or not need <= set(known.columns):
         return None
     ids = (known.filter(pl.col("fingerprint") == fingerprint).select("query_id", "sample_idx", "response_id")
            .unique(["query_id", "sample_idx"], keep="first"))
