@@ -34,8 +34,8 @@ def with_messages(rows: pl.DataFrame) -> pl.DataFrame:
     rows = rows.with_columns(
         assistant_content(pl.col("think"), pl.col("answer"), pl.col("response")).alias("assistant"),
         pl.concat_str([pl.col("stage"), pl.lit(":"), pl.col("response_id")]).alias("mix_row_id"))
-    encoded = [m.struct.json_encode() for m in _chat_messages()]
-    as_json = pl.concat_str([pl.lit("["), encoded[0], pl.lit(","), encoded[1], pl.lit(","), encoded[2], pl.lit("]")])
+    encoded = pl.concat_str([m.struct.json_encode() for m in _chat_messages()], separator=",")
+    as_json = pl.concat_str([pl.lit("["), encoded, pl.lit("]")])
     return rows.with_columns(as_json.alias("messages"))
 
 
