@@ -8,7 +8,7 @@
   costs, for the runner's own runs (below).
 
 Everything else uses `dagster`'s public names. tests/test_layers.py fails when any other module imports
-`dagster._`, and tests/test_dagster_internals.py fails loudly on a Dagster version other than the one
+`dagster._`, and tests/test_dagster_adapter.py fails loudly on a Dagster version other than the one
 these were checked against (pyproject.toml pins it): re-check each name below, then update both.
 """
 
