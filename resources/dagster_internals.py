@@ -15,6 +15,7 @@ these were checked against (pyproject.toml pins it): re-check each name below, t
 from __future__ import annotations
 
 import inspect
+import sqlite3
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -89,7 +90,7 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
                     conn.execute(db.text("PRAGMA journal_mode=WAL;"))
                     context.stamp(_head_script(), "head")
                     safe_commit(conn)
-        except Exception:  # another process creating the same file: Dagster's path retries
+        except (db.exc.DatabaseError, sqlite3.DatabaseError):  # a rival process creating it: Dagster's retries
             super()._initdb(engine, for_index_shard)
 
     def _engine(self, shard: str):

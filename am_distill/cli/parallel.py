@@ -2,10 +2,11 @@
 
 Worker processes (spawned, so no state is inherited) each load the definitions once and keep one
 ModelPool open for their life, so an engine or model loads once per worker, not once per partition,
-and run the asset's job (`asset_job`) for the partitions handed to them. Processes, not threads: verification and
-the engines are CPU-bound Python, and Dagster's in-process execution is not thread-safe. Dagster's
-own multiprocess executor parallelizes the steps of one run, not partitions (one run = one partition
-here), and its run queue needs a daemon: the production profile (docs/deploy.md) uses that one.
+and run the asset's job (`asset_job`) for the partitions handed to them. Processes, not threads:
+verification and the engines are CPU-bound Python, and Dagster's in-process execution is not
+thread-safe. Dagster's own multiprocess executor parallelizes the steps of one run, not partitions
+(one run = one partition here), and its run queue needs a daemon: the production profile
+(docs/deploy.md) uses that one.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def _init(config_path: str, dagster_home: str) -> None:
     os.environ["DAGSTER_HOME"] = dagster_home
     from definitions import build_defs
     from resources import sharing
-    from resources.pool import ModelPool
     from resources.dagster_internals import speed_up
+    from resources.pool import ModelPool
 
     defs = build_defs(config_path)
     pool = ModelPool()

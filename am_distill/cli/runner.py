@@ -21,10 +21,9 @@ import dagster as dg
 from am_assets.core.partitions import ADDS_PARTITIONS_TAG
 from am_assets.distill.api import RETRY_TAG
 from resources import sharing
-from resources.dagster_internals import Staleness
+from resources.dagster_internals import Staleness, speed_up
 from resources.instance import fail_dead_runs
 from resources.pool import ModelPool
-from resources.dagster_internals import speed_up
 from sensors.automation import rows_to_retry
 from sensors.registry import record_observations
 
