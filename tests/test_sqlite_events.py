@@ -37,6 +37,8 @@ def test_fast_event_log_writes_what_dagster_reads(tmp_path, monkeypatch):
         runs = [dg.materialize([numbers], partition_key=pk, instance=instance).run_id for pk in ("a", "b", "b")]
 
     runs_dir = home / "history" / "runs"
+    # the instance closed its connections when disposed: SQLite checkpoints and removes each WAL file
+    assert not [p.name for p in runs_dir.glob("*.db-wal") if p.name.split(".")[0] in runs]
     reference = _schema(runs_dir / f"{before.run_id}.db")
     assert reference[1], "Dagster stamps a run file with its alembic revision"
     for run_id in runs:  # each new run file: Dagster's tables, indexes and revision
