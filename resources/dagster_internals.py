@@ -79,11 +79,10 @@ def _head_script():
 class FastSqliteEventLogStorage(SqliteEventLogStorage):
     """SqliteEventLogStorage that reads the alembic scripts once and keeps an engine per file."""
 
-    _engines: OrderedDict
+    _engines: OrderedDict  # set by `speed_up` (the class is swapped in after Dagster's __init__)
 
     def _initdb(self, engine, for_index_shard: bool = False) -> None:
-        if for_index_shard:  # once per process, with Dagster's repair of old index files
-            return super()._initdb(engine, for_index_shard)
+        # for_index_shard is only passed by __init__, which ran as Dagster's class before the swap
         try:
             with engine.connect() as conn:
                 context = MigrationContext.configure(conn)
@@ -96,8 +95,6 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
             super()._initdb(engine, for_index_shard)
 
     def _engine(self, shard: str):
-        if not hasattr(self, "_engines"):  # set on the first connect (the class is swapped in: `speed_up`)
-            self._engines = OrderedDict()
         engine = self._engines.pop(shard, None)
         if engine is None:
             engine = create_engine(self.conn_string_for_shard(shard), poolclass=SingletonThreadPool,
@@ -110,7 +107,7 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         super().dispose()
         with self._db_lock:
-            for engine in getattr(self, "_engines", {}).values():
+            for engine in self._engines.values():
                 engine.dispose()
             self._engines = OrderedDict()
 
@@ -131,4 +128,5 @@ def speed_up(instance) -> None:
     (a Postgres instance or another class is left as it is)."""
     storage = getattr(instance, "_event_storage", None)
     if type(storage) is SqliteEventLogStorage:
-        storage.__class__ = FastSqliteEventLogStorage  # same fields; two methods differ (above)
+        storage.__class__ = FastSqliteEventLogStorage  # Dagster's fields, plus the engines it keeps
+        storage._engines = OrderedDict()
