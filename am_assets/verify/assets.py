@@ -7,6 +7,7 @@ from am_assets.verify.cache import appended_rows
 from am_assets.verify.health import health_metadata, health_verdict, verifier_health
 from am_assets.verify.judging import Judge
 from am_assets.verify.logic import OUTCOME_SCHEMA, summary, verify_partition
+from am_assets.verify.repetition import read_state, write_state
 from resources.engines import EnginesResource
 from resources.judge import JudgeResource
 from resources.lake import COMPACT_FILES, LakeResource, materialize_result
@@ -41,10 +42,14 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
             df, stats = _empty_outcomes(), {"verified": 0, "reused": 0}
         else:
             judged = Judge(judge, cfg, engines)  # a judge may run on vLLM: in the step's model pool
+            state = read_state(lake, part)
             df, stats = verify_partition(responses, queries, cached, cfg.verification, sandbox_factory=sandbox.get,
                                          judge=judged, judge_version=judged.version(), log=context.log.info,
-                                         models=engines.pool)
+                                         models=engines.pool, ngram_state=state)
         version = _write(lake, df, cached, part, context)
+        if "ngram_update" in stats:  # after the outcomes: counts ahead of them would not match their rows
+            write_state(lake, part, stats["ngram_update"], state, context)
+            context.log.info(f"{part}: n-gram counts: {stats['ngram_count']}")
         context.log.info(f"{part}: {stats['verified']} verified, {stats['reused']} reused from the cache")
         return materialize_result(lake, TABLE, df, version, {
             **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary(df).items()},

@@ -28,7 +28,8 @@ from am_assets.core.responses import parse_response
 from am_assets.verify.cache import content_keys, passed_flag, split_hits
 from am_assets.verify.base import Verdict, VerifyContext, answer_part, no_reference, truncated_verdict
 from am_assets.verify.math_verifier import math_version  # noqa: F401 - re-exported (benchmarks, docs)
-from am_assets.verify.quality import has_text, perplexities, repetitive_flags
+from am_assets.verify.quality import has_text, perplexities
+from am_assets.verify.repetition import NgramState, repetition_flags
 from am_assets.verify.registry import NONE, REGISTRY, by_key
 from resources.pool import ModelPool
 
@@ -75,13 +76,15 @@ def join_queries(responses: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame
 def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.DataFrame, vcfg, *,
                      sandbox_factory: Callable, judge=None, judge_version: str = "judge/none",
                      log: Callable[[str], None] = lambda m: None, models: ModelPool | None = None,
-                     registry=REGISTRY) -> tuple[pl.DataFrame, dict]:
-    """One outcome row per response (OUTCOME_SCHEMA) and run statistics. `models`: the step's model
-    pool (math workers, perplexity model); without one, a pool of this call's own, closed at its end."""
+                     registry=REGISTRY, ngram_state: NgramState | None = None) -> tuple[pl.DataFrame, dict]:
+    """One outcome row per response (OUTCOME_SCHEMA) and run statistics, of which `ngram_update` is
+    the partition's n-gram counts to store (repetition.py; `ngram_state`: the stored ones). `models`:
+    the step's model pool (math workers, perplexity model); without one, a pool of this call's own."""
     if models is None:
         with ModelPool() as own:
             return verify_partition(responses, queries, cached, vcfg, sandbox_factory=sandbox_factory, judge=judge,
-                                    judge_version=judge_version, log=log, models=own, registry=registry)
+                                    judge_version=judge_version, log=log, models=own, registry=registry,
+                                    ngram_state=ngram_state)
     ctx = VerifyContext(vcfg, sandbox_factory=sandbox_factory, judge=judge, judge_version=judge_version,
                         models=models, log=log)
     verifiers = by_key(registry)
@@ -90,6 +93,9 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
     joined = joined.with_columns(content_keys(joined, registry)).with_row_index("_i")
     # unchanged rows: one join against the cache, no per-row Python (am_assets/verify/cache.py)
     hits, misses = split_hits(joined, cached, versions, vcfg.perplexity_model)
+    # flags over the whole partition: the n-gram rule counts across every response (stored counts + the new ones)
+    repetitive, ngram_update, ngram_stats = repetition_flags(joined, cached, vcfg.repeat_ngram, vcfg.repeat_max_count,
+                                                             ngram_state)
     todo = joined.join(misses, on="_i", how="semi")
     if cached.height and {"response_id", "verifier_version"} <= set(cached.columns) and todo.height:
         cached = cached.join(todo.select("response_id"), on="response_id", how="semi")
@@ -103,11 +109,8 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
         stats["reused"] += int(hits["input_hash"].is_not_null().sum())
     df = (pl.concat([p.select(["_i", *OUTCOME_COLS_BUT_FLAGS]) for p in parts if p.height] or
                     [missed.select(["_i", *OUTCOME_COLS_BUT_FLAGS])]).sort("_i"))
-    # flags over the whole partition: the n-gram rule counts across every response, thresholds may change
-    repetitive, n_frequent = repetitive_flags(joined["response"].fill_null(""), vcfg.repeat_ngram,
-                                              vcfg.repeat_max_count)
     df = df.with_columns(passed_flag(vcfg.thresholds), pl.Series("repetitive", repetitive, dtype=pl.Boolean))
-    stats["frequent_ngrams"] = n_frequent
+    stats.update(ngram_stats, ngram_update=ngram_update)
     return df.select(list(OUTCOME_SCHEMA)), stats
 
 

@@ -22,7 +22,14 @@ KEEP_BYTES = 256 << 20  # pass 1's windows kept for pass 2: ~22M windows, a 250k
 
 def repetitive_flags(texts: list[str | None] | pl.Series, n: int = 20, max_count: int = 20, *,
                      batch_bytes: int = BATCH_BYTES, keep_bytes: int = KEEP_BYTES) -> tuple[list[bool], int]:
-    """(flag per text, number of frequent n-grams). Occurrences are counted across all texts
+    """(flag per text, number of frequent n-grams): `count_and_flag` without the counts."""
+    flags, counts = count_and_flag(texts, n, max_count, batch_bytes=batch_bytes, keep_bytes=keep_bytes)
+    return flags.tolist(), int((counts["count"] > max_count).sum())
+
+
+def count_and_flag(texts: list[str | None] | pl.Series, n: int = 20, max_count: int = 20, *,
+                   batch_bytes: int = BATCH_BYTES, keep_bytes: int = KEEP_BYTES) -> tuple[np.ndarray, pl.DataFrame]:
+    """(flag per text, n-gram key -> count). Occurrences are counted across all texts
     (repeats inside one text count too, as a looping response is the usual culprit). Two passes
     over byte-bounded batches: count the n-grams, then flag the texts holding a frequent one. Pass 1
     keeps its window tables (12 bytes a window) up to `keep_bytes`, so pass 2 tokenizes and hashes
@@ -44,7 +51,16 @@ def repetitive_flags(texts: list[str | None] | pl.Series, n: int = 20, max_count
     if frequent.height:
         for w in itertools.chain(kept, _windows(batches[len(kept):], n)):
             flags[w.join(frequent, on="key", how="semi")["i"].to_numpy()] = True
-    return flags.tolist(), frequent.height
+    return flags, counts
+
+
+def holding(texts: pl.Series, n: int, keys: pl.DataFrame, *, batch_bytes: int = BATCH_BYTES) -> np.ndarray:
+    """Per text: does it hold one of the n-gram `keys` (a frame with a `key` column)?"""
+    flags = np.zeros(len(texts), dtype=bool)
+    if keys.height:
+        for w in _windows(_batches(texts.cast(pl.String), batch_bytes), n):
+            flags[w.join(keys.select("key"), on="key", how="semi")["i"].to_numpy()] = True
+    return flags
 
 
 def _batches(series: pl.Series, batch_bytes: int) -> list[tuple[int, pl.Series]]:
