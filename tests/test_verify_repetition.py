@@ -6,6 +6,7 @@ Asymptote figures share boilerplate, give frequent n-grams; counts live in a rea
 from __future__ import annotations
 
 import hashlib
+import re
 
 import polars as pl
 import pytest
@@ -104,3 +105,22 @@ def test_a_batch_written_twice_is_not_trusted(tmp_path, solutions):
         write_state(lake, PART, update, state)
     assert len(lake.read(STATE_TABLE, PART)["batch"].unique()) == 2
     assert read_state(lake, PART) is None
+
+
+def test_the_whitespace_free_prefilter_misses_no_holder(solutions):
+    """`holding` with grams tokenizes only texts containing an n-gram's characters; texts whose spacing
+    differs (spaces around symbols dropped, runs of whitespace and \\x1c-\\x1f separators) still match."""
+    import random
+
+    from am_assets.verify.quality import count_and_flag, gram_strings, holding
+
+    rng = random.Random(7)
+    texts = solutions[:300]
+    variants = [re.sub(r" (?=[^\w\s])|(?<=[^\w\s]) ", "", t) if i % 3 == 0 else
+                re.sub(r" ", lambda _: rng.choice([" ", "\n\t ", "\x1f", "  "]), t) for i, t in enumerate(texts)]
+    series = pl.Series(texts + variants)
+    _, counts = count_and_flag(series, N, MAX_COUNT)
+    keys = counts.filter(pl.col("count").is_between(2, 40)).sample(200, seed=1).select("key")
+    want = holding(series, N, keys)
+    got = holding(series, N, keys, grams=gram_strings(pl.Series(texts), N, keys))
+    assert want.sum() > 20 and got.tolist() == want.tolist()

@@ -15,6 +15,7 @@ import polars as pl
 # point that Python's Unicode tables assign (tests/test_verify_quality.py checks all of them).
 _WORD = r"\p{L}\p{N}_"
 TOKEN_PATTERN = rf"[{_WORD}]+|[^{_WORD}\s\x1c-\x1f]"
+_SKIPPED = r"[\s\x1c-\x1f]+"  # what the tokens leave out
 BATCH_BYTES = 32 << 20  # text bytes per batch: ~9M tokens of prose; at worst (a token a byte) ~1.5 GB in flight;
 # fewer, larger batches cost fewer count merges: a 31 MiB partition took 1.32 s in one batch, 1.70 s in four
 KEEP_BYTES = 256 << 20  # pass 1's windows kept for pass 2: ~22M windows, a 250k-response partition of short answers
@@ -54,13 +55,30 @@ def count_and_flag(texts: list[str | None] | pl.Series, n: int = 20, max_count: 
     return flags, counts
 
 
-def holding(texts: pl.Series, n: int, keys: pl.DataFrame, *, batch_bytes: int = BATCH_BYTES) -> np.ndarray:
-    """Per text: does it hold one of the n-gram `keys` (a frame with a `key` column)?"""
+def holding(texts: pl.Series, n: int, keys: pl.DataFrame, *, grams: list[str] | None = None,
+            batch_bytes: int = BATCH_BYTES) -> np.ndarray:
+    """Per text: does it hold one of the n-gram `keys` (a frame with a `key` column)? With `grams`
+    (those n-grams' tokens, each joined without separators: `gram_strings`), only the texts whose
+    whitespace-free form contains one are tokenized: a text holding an n-gram always does, since
+    the tokens cover every character but whitespace."""
     flags = np.zeros(len(texts), dtype=bool)
-    if keys.height:
-        for w in _windows(_batches(texts.cast(pl.String), batch_bytes), n):
-            flags[w.join(keys.select("key"), on="key", how="semi")["i"].to_numpy()] = True
+    if keys.height == 0:
+        return flags
+    texts = texts.cast(pl.String).fill_null("")
+    rows = np.arange(len(texts))
+    if grams is not None:
+        rows = np.flatnonzero(texts.str.replace_all(_SKIPPED, "").str.contains_any(grams).to_numpy())
+        texts = texts.gather(rows)
+    for w in _windows(_batches(texts, batch_bytes), n):
+        flags[rows[w.join(keys.select("key"), on="key", how="semi")["i"].to_numpy()]] = True
     return flags
+
+
+def gram_strings(texts: pl.Series, n: int, keys: pl.DataFrame) -> list[str]:
+    """The n-grams of `keys` that occur in `texts`, each as its tokens joined without separators."""
+    grams = [_ngram_keys(0, batch, n, with_gram=True).join(keys.select("key"), on="key", how="semi")["gram"]
+             for _, batch in _batches(texts.cast(pl.String).fill_null(""), BATCH_BYTES)]
+    return pl.concat(grams).unique().to_list() if grams else []
 
 
 def _batches(series: pl.Series, batch_bytes: int) -> list[tuple[int, pl.Series]]:
@@ -74,19 +92,21 @@ def _batches(series: pl.Series, batch_bytes: int) -> list[tuple[int, pl.Series]]
     return out
 
 
-def _ngram_keys(offset: int, texts: pl.Series, n: int) -> pl.DataFrame:
-    """(i: text index, key: n-gram hash), one row per n-token window that stays inside its text."""
+def _ngram_keys(offset: int, texts: pl.Series, n: int, *, with_gram: bool = False) -> pl.DataFrame:
+    """(i: text index, key: n-gram hash), one row per n-token window that stays inside its text;
+    `with_gram` adds `gram`, the window's tokens joined without separators."""
     # key = sum over positions t of (an odd 64-bit multiplier of t) * (hash of token t), wrapping mod 2**64:
     # one pass per position over a u64 column, where a struct of n shifted columns would hold n of them
     rng = random.Random(n)
     key = pl.lit(0, pl.UInt64)
     for t in range(n):
         key = key + pl.col("h").shift(-t) * pl.lit(rng.getrandbits(64) | 1, pl.UInt64)
+    gram = [pl.concat_str([pl.col("tok").shift(-t) for t in range(n)]).alias("gram")] if with_gram else []
     return (pl.LazyFrame({"text": texts}).with_row_index("i", offset)
             .select("i", tok=pl.col("text").str.extract_all(TOKEN_PATTERN))
             .filter(pl.col("tok").list.len() >= n)
-            .explode("tok").select("i", h=pl.col("tok").hash())
-            .select("i", key=key)
+            .explode("tok").select("i", h=pl.col("tok").hash(), *(["tok"] if with_gram else []))
+            .select("i", key=key, *gram)
             # a window starting at row r stays inside its text when row r + n - 1 is still that text's
             .filter(pl.col("i") == pl.col("i").shift(-(n - 1))).collect())
 

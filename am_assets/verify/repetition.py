@@ -8,7 +8,7 @@ counts of those rows' texts only. A run then
 - counts the new texts and looks their keys up in the stored counts;
 - flags a new row when it holds a key whose total is over max_count;
 - keeps each stored row's stored flag, unless a key crossed max_count with this run: then the stored
-  texts are tokenized again, looking for those keys only.
+  texts that contain that n-gram's characters (whitespace aside) are tokenized again.
 The counts are used only when they provably cover exactly the stored outcome rows: the fingerprint of
 the counted (response_id, content_key) pairs equals that of the stored rows, every stored row is still
 in the partition unchanged, and n, max_count, the tokenizer and the Polars version (whose hash makes
@@ -29,7 +29,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from am_assets.verify.quality import BATCH_BYTES, TOKEN_PATTERN, _batches, _ngram_counts, _windows, count_and_flag, holding
+from am_assets.verify.quality import (BATCH_BYTES, TOKEN_PATTERN, _batches, _ngram_counts, _windows, count_and_flag,
+                                     gram_strings, holding)
 
 STATE_TABLE = "verification_ngram_counts"
 COMPACT_BATCHES = 16
@@ -105,7 +106,7 @@ def repetition_flags(joined: pl.DataFrame, cached: pl.DataFrame, n: int, max_cou
         flags[new[w.join(frequent, on="key", how="semi")["i"].to_numpy()]] = True
     if crossed.height:  # a stored row may hold a key that only now occurs often enough
         old = np.flatnonzero(stored.is_not_null().to_numpy())
-        flags[old] |= holding(texts.gather(old), n, crossed)
+        flags[old] |= holding(texts.gather(old), n, crossed, grams=gram_strings(texts.gather(new), n, crossed))
     if state.batches >= COMPACT_BATCHES:
         merged = (pl.concat([state.counts.select(pl.col("key").reinterpret(signed=False), "count").collect(),
                              added.select("key", pl.col("count").cast(pl.Int32))])
