@@ -112,7 +112,7 @@ def test_the_whitespace_free_prefilter_misses_no_holder(solutions):
     differs (spaces around symbols dropped, runs of whitespace and \\x1c-\\x1f separators) still match."""
     import random
 
-    from am_assets.verify.quality import count_and_flag, gram_strings, holding
+    from am_assets.verify.quality import count_and_flag, gram_probes, holding
 
     rng = random.Random(7)
     texts = solutions[:300]
@@ -122,5 +122,5 @@ def test_the_whitespace_free_prefilter_misses_no_holder(solutions):
     _, counts = count_and_flag(series, N, MAX_COUNT)
     keys = counts.filter(pl.col("count").is_between(2, 40)).sample(200, seed=1).select("key")
     want = holding(series, N, keys)
-    got = holding(series, N, keys, grams=gram_strings(pl.Series(texts), N, keys))
+    got = holding(series, N, keys, probes=gram_probes(pl.Series(texts), N, keys))
     assert want.sum() > 20 and got.tolist() == want.tolist()

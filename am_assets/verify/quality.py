@@ -55,30 +55,45 @@ def count_and_flag(texts: list[str | None] | pl.Series, n: int = 20, max_count: 
     return flags, counts
 
 
-def holding(texts: pl.Series, n: int, keys: pl.DataFrame, *, grams: list[str] | None = None,
+def holding(texts: pl.Series, n: int, keys: pl.DataFrame, *, probes: list[tuple[str, str]] | None = None,
             batch_bytes: int = BATCH_BYTES) -> np.ndarray:
-    """Per text: does it hold one of the n-gram `keys` (a frame with a `key` column)? With `grams`
-    (those n-grams' tokens, each joined without separators: `gram_strings`), only the texts whose
-    whitespace-free form contains one are tokenized: a text holding an n-gram always does, since
-    the tokens cover every character but whitespace."""
+    """Per text: does it hold one of the n-gram `keys` (a frame with a `key` column)? With `probes`
+    (`gram_probes` of those n-grams), only the texts that contain a probe's rare token and then,
+    whitespace removed, its whole n-gram are tokenized: a text holding an n-gram always does both,
+    since its tokens are runs of the text and cover every character but whitespace."""
     flags = np.zeros(len(texts), dtype=bool)
     if keys.height == 0:
         return flags
     texts = texts.cast(pl.String).fill_null("")
     rows = np.arange(len(texts))
-    if grams is not None:
-        rows = np.flatnonzero(texts.str.replace_all(_SKIPPED, "").str.contains_any(grams).to_numpy())
+    if probes is not None:  # two Aho-Corasick passes, the second (after a regex) over few texts
+        rows = np.flatnonzero(texts.str.contains_any(sorted({rare for _, rare in probes})).to_numpy())
+        stripped = texts.gather(rows).str.replace_all(_SKIPPED, "")
+        rows = rows[stripped.str.contains_any(sorted({gram for gram, _ in probes})).to_numpy()]
         texts = texts.gather(rows)
     for w in _windows(_batches(texts, batch_bytes), n):
         flags[rows[w.join(keys.select("key"), on="key", how="semi")["i"].to_numpy()]] = True
     return flags
 
 
-def gram_strings(texts: pl.Series, n: int, keys: pl.DataFrame) -> list[str]:
-    """The n-grams of `keys` that occur in `texts`, each as its tokens joined without separators."""
-    grams = [_ngram_keys(0, batch, n, with_gram=True).join(keys.select("key"), on="key", how="semi")["gram"]
-             for _, batch in _batches(texts.cast(pl.String).fill_null(""), BATCH_BYTES)]
-    return pl.concat(grams).unique().to_list() if grams else []
+def gram_probes(texts: pl.Series, n: int, keys: pl.DataFrame) -> list[tuple[str, str]]:
+    """For each n-gram of `keys` that occurs in `texts` (a few texts): (its tokens joined without
+    separators, the token of it that the fewest of `texts` contain, the longest on a tie)."""
+    texts = texts.cast(pl.String).fill_null("").alias("text")
+    found = (pl.concat([_ngram_keys(offset, batch, n) for offset, batch in _batches(texts, BATCH_BYTES)])
+             .with_columns(pos=pl.int_range(pl.len()).over("i"))  # windows come in token order
+             .join(keys.select("key"), on="key", how="semi").unique("key"))
+    if found.height == 0:
+        return []
+    tokens = texts.str.extract_all(TOKEN_PATTERN)
+    grams = (found.with_columns(tokens.gather(found["i"]).alias("tok"))
+             .select(pl.col("tok").list.slice(pl.col("pos"), n)).with_columns(gram=pl.col("tok").list.join(""))
+             .unique("gram"))
+    spread = tokens.list.unique().explode().drop_nulls().value_counts(name="texts").rename({"text": "tok"})
+    best = (grams.explode("tok").join(spread, on="tok", how="left")
+            .sort("texts", pl.col("tok").str.len_chars(), descending=[False, True])
+            .group_by("gram", maintain_order=True).first())
+    return list(best.select("gram", "tok").iter_rows())
 
 
 def _batches(series: pl.Series, batch_bytes: int) -> list[tuple[int, pl.Series]]:
@@ -92,21 +107,20 @@ def _batches(series: pl.Series, batch_bytes: int) -> list[tuple[int, pl.Series]]
     return out
 
 
-def _ngram_keys(offset: int, texts: pl.Series, n: int, *, with_gram: bool = False) -> pl.DataFrame:
-    """(i: text index, key: n-gram hash), one row per n-token window that stays inside its text;
-    `with_gram` adds `gram`, the window's tokens joined without separators."""
+def _ngram_keys(offset: int, texts: pl.Series, n: int) -> pl.DataFrame:
+    """(i: text index, key: n-gram hash), one row per n-token window that stays inside its text, in
+    the order of their first tokens."""
     # key = sum over positions t of (an odd 64-bit multiplier of t) * (hash of token t), wrapping mod 2**64:
     # one pass per position over a u64 column, where a struct of n shifted columns would hold n of them
     rng = random.Random(n)
     key = pl.lit(0, pl.UInt64)
     for t in range(n):
         key = key + pl.col("h").shift(-t) * pl.lit(rng.getrandbits(64) | 1, pl.UInt64)
-    gram = [pl.concat_str([pl.col("tok").shift(-t) for t in range(n)]).alias("gram")] if with_gram else []
     return (pl.LazyFrame({"text": texts}).with_row_index("i", offset)
             .select("i", tok=pl.col("text").str.extract_all(TOKEN_PATTERN))
             .filter(pl.col("tok").list.len() >= n)
-            .explode("tok").select("i", h=pl.col("tok").hash(), *(["tok"] if with_gram else []))
-            .select("i", key=key, *gram)
+            .explode("tok").select("i", h=pl.col("tok").hash())
+            .select("i", key=key)
             # a window starting at row r stays inside its text when row r + n - 1 is still that text's
             .filter(pl.col("i") == pl.col("i").shift(-(n - 1))).collect())
 

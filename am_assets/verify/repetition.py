@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from am_assets.verify.quality import (BATCH_BYTES, TOKEN_PATTERN, _batches, _ngram_counts, _windows, count_and_flag,
-                                     gram_strings, holding)
+                                     gram_probes, holding)
 
 STATE_TABLE = "verification_ngram_counts"
 COMPACT_BATCHES = 16
@@ -106,7 +106,7 @@ def repetition_flags(joined: pl.DataFrame, cached: pl.DataFrame, n: int, max_cou
         flags[new[w.join(frequent, on="key", how="semi")["i"].to_numpy()]] = True
     if crossed.height:  # a stored row may hold a key that only now occurs often enough
         old = np.flatnonzero(stored.is_not_null().to_numpy())
-        flags[old] |= holding(texts.gather(old), n, crossed, grams=gram_strings(texts.gather(new), n, crossed))
+        flags[old] |= holding(texts.gather(old), n, crossed, probes=gram_probes(texts.gather(new), n, crossed))
     if state.batches >= COMPACT_BATCHES:
         merged = (pl.concat([state.counts.select(pl.col("key").reinterpret(signed=False), "count").collect(),
                              added.select("key", pl.col("count").cast(pl.Int32))])
