@@ -1,6 +1,7 @@
 """Pure dedup logic without Dagster: shard hashing, union-find, clustering, representatives, n-grams, kNN."""
 
 import json
+import random
 
 import numpy as np
 import polars as pl
@@ -165,3 +166,46 @@ def test_mbpp_benchmark_is_the_test_split():
     ids = df["item_id"].cast(pl.Int64)
     assert ids.min() == 11 and ids.max() == 510
     assert json.loads(df["test_cases"][0])["type"] == "asserts" and (df["benchmark"] == "mbpp").all()
+
+
+def _reference_clusters(texts: pl.DataFrame, edges) -> list[str]:
+    """cluster_texts before it visited only new texts and edge ends (@03fe8e8): a union-find over every
+    node, old texts of one cluster pre-merged, new components named by their smallest query_id."""
+    prev, qids = texts["cluster_id"].to_list(), texts["query_id"].to_list()
+    uf = UnionFind(len(prev), prev)
+    first_of: dict[str, int] = {}
+    for i, c in enumerate(prev):
+        if c is not None:
+            uf.parent[i] = first_of.setdefault(c, i)
+    a, b, sim = edges
+    for k in np.lexsort((b, a, -sim)):
+        uf.union(int(a[k]), int(b[k]))
+    roots = uf.roots().tolist()
+    smallest: dict[int, str] = {}
+    for i, r in enumerate(roots):
+        smallest[r] = min(smallest.get(r, qids[i]), qids[i])
+    taken, names = {c for c in prev if c is not None}, {}
+    for r in sorted(set(roots), key=lambda r: smallest[r]):
+        if uf.anchor[r] is None:
+            name = "c" + smallest[r].lstrip("q")
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            names[r] = name
+    return [uf.anchor[r] or names[r] for r in roots]
+
+
+def test_cluster_texts_equals_a_union_find_over_every_node():
+    rng = random.Random(0)
+    for _ in range(1500):
+        ids = sorted({"q" * rng.randint(1, 2) + str(rng.randint(0, 40)) for _ in range(rng.randint(1, 30))})
+        prev = [None if rng.random() < 0.4 else rng.choice(["c1", "c2", "c1_", "c" + q.lstrip("q")]) for q in ids]
+        texts = pl.DataFrame({"query_id": ids, "cluster_id": prev}, schema={"query_id": pl.String, "cluster_id": pl.String})
+        new = [i for i, c in enumerate(prev) if c is None]
+        m = rng.randint(0, 20) if new else 0
+        edges = (np.array([rng.choice(new) for _ in range(m)], np.int64) if m else np.zeros(0, np.int64),
+                 np.array([rng.randrange(len(ids)) for _ in range(m)], np.int64),
+                 np.array([rng.choice([0.9, 0.95, 0.99]) for _ in range(m)], np.float32))
+        out = cluster_texts(texts, edges)
+        assert out["cluster_id"].to_list() == _reference_clusters(texts, edges)
+        assert out["new_cluster"].to_list() == [c is None and cid not in prev for c, cid in zip(prev, out["cluster_id"])]

@@ -116,22 +116,24 @@ def compute_clusters(lake, cfg, embedder, log: Log = _quiet, context=None) -> tu
     """(table rows, stats, keys to stamp on the commit) for the current inputs and previous table."""
     eid = embedder.embedder_id()
     keys = {"dedup_input_key": input_key(lake, cfg, eid), "dedup_settings_key": settings_key(cfg, eid),
-            "dedup_decontam_key": decontam_key(lake, cfg, eid)}
+            "dedup_decontam_key": decontam_key(lake, cfg, eid), "dedup_shards": str(cfg.shards)}
     stored = stored_keys(lake)
     rows, bench = _read_inputs(lake, cfg)
     prev = pl.DataFrame(schema={"source": pl.String, "query_id": pl.String, "cluster_id": pl.String,
-                                "representative": pl.Boolean, "contaminated_by": pl.String})
+                                "representative": pl.Boolean, "contaminated_by": pl.String, "shard": pl.String})
     if lake.exists(TABLE):
         if stored.get("dedup_settings_key") != keys["dedup_settings_key"]:
             log("dedup settings or embedder changed since the stored clusters: clustering from scratch "
                 "(representatives may change)")
         else:
             prev = lake.scan(TABLE).select(prev.columns).collect()
+            if stored.get("dedup_shards") != keys["dedup_shards"]:  # another shard count: every shard anew
+                prev = prev.with_columns(pl.lit(None, pl.String).alias("shard"))
     reuse_contam = stored.get("dedup_decontam_key") == keys["dedup_decontam_key"] and prev.height > 0
     # one node per text; every row of a text shares its cluster
     prev_text = prev.group_by("query_id").agg(pl.col("cluster_id").first(), pl.col("contaminated_by").first())
     texts = rows.group_by("query_id").agg(pl.col("question").first()).sort("query_id")
-    texts = with_text_hash(texts).join(prev_text, on="query_id", how="left", maintain_order="left")
+    texts = texts.join(prev_text, on="query_id", how="left", maintain_order="left")
     new_rows = np.flatnonzero(texts["cluster_id"].is_null().to_numpy())
     log(f"dedup: {rows.height} rows, {texts.height} texts ({len(new_rows)} new) from {rows['source'].n_unique()} sources")
     d = cfg.dedup
@@ -139,7 +141,8 @@ def compute_clusters(lake, cfg, embedder, log: Log = _quiet, context=None) -> tu
     emb, emb_stats = None, {"embedded_new": 0}
     edges = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     near = 0
-    if d.semantic:
+    if d.semantic:  # text hashes key the embeddings: only this path needs them (~13 us a text)
+        texts = with_text_hash(texts)
         emb, embedded_as, emb_stats = _embeddings(lake, cfg, embedder, texts, log, context)
         # same-numbers rule: only texts with the same number set can be duplicates, so the kNN searches
         # within those sets (exact for all but huge ones): the 3.34M-text wall, docs/dedup.md
@@ -179,7 +182,14 @@ def compute_clusters(lake, cfg, embedder, log: Log = _quiet, context=None) -> tu
         kept = texts.filter(pl.col("cluster_id").is_not_null()).select("query_id", "contaminated_by")
         contam = pl.concat([kept, contam])
     rows = rows.join(contam, on="query_id", how="left")
-    rows = rows.with_columns(shard_column(rows["query_id"], cfg.shards)).select(OUTPUT_COLUMNS)
+    # the stored shard of a known query (same shard count); blake2b in Python only for the others
+    rows = rows.join(prev.select("query_id", "shard").unique("query_id"), on="query_id", how="left")
+    todo_shard = rows["shard"].is_null()
+    if todo_shard.any():
+        shard = rows["shard"].clone()
+        shard.scatter(np.flatnonzero(todo_shard.to_numpy()), shard_column(rows.filter(todo_shard)["query_id"], cfg.shards))
+        rows = rows.with_columns(shard)
+    rows = rows.select(OUTPUT_COLUMNS)
     stats = {"texts": texts.height, "new_texts": len(new_rows), "similar_pairs": len(edges[0]),
              "near_exact_pairs": near, "decontaminated_texts": len(todo),
              "query_embedded_new": emb_stats["embedded_new"], "benchmark_embedded_new": bench_stats["embedded_new"],

@@ -73,42 +73,46 @@ def cluster_texts(texts: pl.DataFrame, edges: tuple[np.ndarray, np.ndarray, np.n
     node i. `edges`: arrays (a, b, similarity) between nodes; at least one end should be new (old-old
     edges cannot change anything). Returns `texts` with `cluster_id` filled and `new_cluster` (bool).
     New clusters are named "c" + the smallest query_id in them (deterministic, independent of order).
+    Only new texts and edge ends are visited: an old text no edge reaches keeps its cluster, so adding
+    1% of the texts costs 1% of a first run.
     """
-    n = texts.height
-    prev = texts["cluster_id"].to_list()
-    uf = UnionFind(n, prev)
+    prev = texts["cluster_id"].cast(pl.String).clone()
+    a, b, sim = edges
+    nodes = np.unique(np.concatenate([np.flatnonzero(prev.is_null().to_numpy()), a, b]).astype(np.int64))
+    anchors = prev.gather(nodes).to_list()
+    qids = texts["query_id"].gather(nodes).to_list()
+    uf = UnionFind(len(nodes), anchors)
     # old texts of the same previous cluster are one component from the start
     first_of: dict[str, int] = {}
-    for i, c in enumerate(prev):
+    for i, c in enumerate(anchors):
         if c is not None:
             if c in first_of:
                 uf.parent[i] = first_of[c]
             else:
                 first_of[c] = i
-    a, b, sim = edges
     order = np.lexsort((b, a, -sim))  # strongest first, then deterministic
+    la, lb = np.searchsorted(nodes, a), np.searchsorted(nodes, b)
     for k in order:
-        uf.union(int(a[k]), int(b[k]))
-    roots = uf.roots()
-    qids = texts["query_id"].to_list()
+        uf.union(int(la[k]), int(lb[k]))
+    roots = uf.roots().tolist()
     smallest: dict[int, str] = {}
-    for i, r in enumerate(roots.tolist()):
-        if r not in smallest or qids[i] < smallest[r]:
+    for i, r in enumerate(roots):
+        if uf.anchor[r] is None and (r not in smallest or qids[i] < smallest[r]):
             smallest[r] = qids[i]
-    taken = {c for c in prev if c is not None}
+    wanted = {"c" + q.lstrip("q") for q in smallest.values()}
+    # live ids a new name could collide with: the wanted names and their "_" suffixed forms
+    taken = set(prev.drop_nulls().filter(prev.drop_nulls().str.strip_chars_end("_").is_in(list(wanted))).to_list())
     names: dict[int, str] = {}
-    for r in sorted(set(roots.tolist()), key=lambda r: smallest[r]):
-        if uf.anchor[r] is None:
-            name = "c" + smallest[r].lstrip("q")
-            while name in taken:  # a removed text that comes back must not reuse a live cluster's id
-                name += "_"
-            taken.add(name)
-            names[r] = name
-    out = [uf.anchor[r] or names[r] for r in roots.tolist()]
-    return texts.with_columns(
-        cluster_id=pl.Series(out, dtype=pl.String),
-        new_cluster=pl.Series([uf.anchor[r] is None for r in roots.tolist()], dtype=pl.Boolean),
-    )
+    for r in sorted(smallest, key=lambda r: smallest[r]):
+        name = "c" + smallest[r].lstrip("q")
+        while name in taken:  # a removed text that comes back must not reuse a live cluster's id
+            name += "_"
+        taken.add(name)
+        names[r] = name
+    out = prev.scatter(nodes, [uf.anchor[r] or names[r] for r in roots]) if len(nodes) else prev
+    new = np.zeros(texts.height, dtype=bool)
+    new[nodes] = [uf.anchor[r] is None for r in roots]
+    return texts.with_columns(cluster_id=out.cast(pl.String), new_cluster=pl.Series(new, dtype=pl.Boolean))
 
 
 def has_gold() -> pl.Expr:
