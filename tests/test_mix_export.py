@@ -49,3 +49,25 @@ def test_am_40m_pass_rate_is_the_rows_teacher():
     rows = with_messages(_rows().drop("mix_row_id"))
     rates = am_40m_layout(rows)["pass_rate"].to_list()
     assert rates[:6] == [None, 1.0, 0.25, None, 0.25, 1.0]  # null pass_rates -> null; each row its teacher's
+
+
+def test_export_writer_writes_shards_in_order_and_a_failed_chunk_keeps_the_previous_exports(tmp_path):
+    import pytest
+
+    from am_assets.mix.export import ExportWriter
+
+    rows = with_messages(_rows().drop("mix_row_id")).with_columns(mix_row_id=pl.format("m{}", pl.int_range(pl.len())))
+    writer = ExportWriter(tmp_path)
+    for chunk in rows.iter_slices(70):  # written on the writer's thread, one chunk in flight
+        writer.write(chunk)
+    files = writer.close()
+    lines = files["chat_stage1"].read_text().splitlines()
+    assert [json.loads(line)["response_id"] for line in lines] == rows["response_id"].to_list()
+    assert pl.read_parquet(files["parquet"])["response_id"].to_list() == rows["response_id"].to_list()
+
+    broken = ExportWriter(tmp_path)
+    broken.write(rows.head(10))
+    broken.write(rows.head(10).drop("answer", "response"))  # fails on the writer's thread
+    with pytest.raises(pl.exceptions.ColumnNotFoundError):
+        broken.close()
+    assert files["chat_stage1"].read_text().splitlines() == lines  # the previous exports stay whole
