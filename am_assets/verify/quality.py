@@ -76,6 +76,16 @@ def holding(texts: pl.Series, n: int, keys: pl.DataFrame, *, probes: list[tuple[
     return flags
 
 
+def ngram_windows(texts: pl.Series, n: int) -> list[pl.DataFrame]:
+    """(i, key) per n-token window of each text, in byte-bounded batches (for a few texts: pass 1 alone)."""
+    return list(_windows(_batches(texts.cast(pl.String).fill_null(""), BATCH_BYTES), n))
+
+
+def ngram_counts(windows: list[pl.DataFrame]) -> pl.DataFrame:
+    """key -> count over `ngram_windows` tables."""
+    return _ngram_counts(iter(windows))
+
+
 def gram_probes(texts: pl.Series, n: int, keys: pl.DataFrame) -> list[tuple[str, str]]:
     """For each n-gram of `keys` that occurs in `texts` (a few texts): (its tokens joined without
     separators, the token of it that the fewest of `texts` contain, the longest on a tie)."""

@@ -29,8 +29,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from am_assets.verify.quality import (BATCH_BYTES, TOKEN_PATTERN, _batches, _ngram_counts, _windows, count_and_flag,
-                                     gram_probes, holding)
+from am_assets.verify.quality import (TOKEN_PATTERN, count_and_flag, gram_probes, holding, ngram_counts,
+                                     ngram_windows)
 
 STATE_TABLE = "verification_ngram_counts"
 COMPACT_BATCHES = 16
@@ -93,8 +93,8 @@ def repetition_flags(joined: pl.DataFrame, cached: pl.DataFrame, n: int, max_cou
         return flags, NgramUpdate("overwrite", counts, 0, fingerprint, sig), {
             "ngram_count": "full", "frequent_ngrams": int((counts["count"] > max_count).sum())}
     new = np.flatnonzero(stored.is_null().to_numpy())
-    windows = list(_windows(_batches(texts.gather(new), BATCH_BYTES), n))
-    added = _ngram_counts(iter(windows))
+    windows = ngram_windows(texts.gather(new), n)
+    added = ngram_counts(windows)
     before = (state.counts.join(added.lazy().select(pl.col("key").reinterpret(signed=True)), on="key", how="semi")
               .group_by("key").agg(before=pl.col("count").sum()).collect()
               .select(pl.col("key").reinterpret(signed=False), "before"))
