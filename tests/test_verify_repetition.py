@@ -6,13 +6,14 @@ Asymptote figures share boilerplate, give frequent n-grams; counts live in a rea
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 
 import polars as pl
 import pytest
 
 from am_assets.verify import repetition
-from am_assets.verify.quality import repetitive_flags
+from am_assets.verify.quality import count_and_flag, gram_probes, holding, repetitive_flags
 from am_assets.verify.repetition import STATE_TABLE, read_state, repetition_flags, write_state
 from resources.lake import LakeResource
 from tests.test_verify_quality import DATA, _math_solutions
@@ -78,11 +79,16 @@ def test_flags_equal_a_full_count_run_after_run(tmp_path, solutions, monkeypatch
     assert part.run(texts)["ngram_count"] == "1 new rows"
 
 
-def test_counts_that_do_not_match_the_stored_rows_are_not_used(tmp_path, solutions):
+def _started(tmp_path, solutions) -> tuple[LakeResource, Partition, dict[str, str]]:
+    """A partition of 100 solutions, counted once."""
     lake = LakeResource(root=str(tmp_path / "lake"))
-    part = Partition(lake)
-    texts = {f"r{i:04d}": t for i, t in enumerate(solutions[:100])}
+    part, texts = Partition(lake), {f"r{i:04d}": t for i, t in enumerate(solutions[:100])}
     part.run(texts)
+    return lake, part, texts
+
+
+def test_counts_that_do_not_match_the_stored_rows_are_not_used(tmp_path, solutions):
+    lake, part, texts = _started(tmp_path, solutions)
     texts |= {f"r{i:04d}": solutions[i] for i in range(100, 150)}
     part.run(texts, store=False)  # the outcomes were written, the counts were not (a crash between)
     texts |= {f"r{i:04d}": solutions[i] for i in range(150, 200)}
@@ -94,10 +100,7 @@ def test_counts_that_do_not_match_the_stored_rows_are_not_used(tmp_path, solutio
 
 
 def test_a_batch_written_twice_is_not_trusted(tmp_path, solutions):
-    lake = LakeResource(root=str(tmp_path / "lake"))
-    part = Partition(lake)
-    texts = {f"r{i:04d}": t for i, t in enumerate(solutions[:100])}
-    part.run(texts)
+    lake, part, texts = _started(tmp_path, solutions)
     state = read_state(lake, PART)
     joined = _rows(texts | {"r9999": solutions[300]})
     _, update, _ = repetition_flags(joined, part.cached, N, MAX_COUNT, state)
@@ -108,12 +111,8 @@ def test_a_batch_written_twice_is_not_trusted(tmp_path, solutions):
 
 
 def test_the_whitespace_free_prefilter_misses_no_holder(solutions):
-    """`holding` with grams tokenizes only texts containing an n-gram's characters; texts whose spacing
+    """`holding` with probes tokenizes only texts containing an n-gram's characters; texts whose spacing
     differs (spaces around symbols dropped, runs of whitespace and \\x1c-\\x1f separators) still match."""
-    import random
-
-    from am_assets.verify.quality import count_and_flag, gram_probes, holding
-
     rng = random.Random(7)
     texts = solutions[:300]
     variants = [re.sub(r" (?=[^\w\s])|(?<=[^\w\s]) ", "", t) if i % 3 == 0 else
