@@ -101,7 +101,8 @@ def cluster_texts(texts: pl.DataFrame, edges: tuple[np.ndarray, np.ndarray, np.n
             smallest[r] = qids[i]
     wanted = {"c" + q.lstrip("q") for q in smallest.values()}
     # live ids a new name could collide with: the wanted names and their "_" suffixed forms
-    taken = set(prev.drop_nulls().filter(prev.drop_nulls().str.strip_chars_end("_").is_in(list(wanted))).to_list())
+    live = prev.drop_nulls()
+    taken = set(live.filter(live.str.strip_chars_end("_").is_in(list(wanted))).to_list())
     names: dict[int, str] = {}
     for r in sorted(smallest, key=lambda r: smallest[r]):
         name = "c" + smallest[r].lstrip("q")
@@ -112,7 +113,7 @@ def cluster_texts(texts: pl.DataFrame, edges: tuple[np.ndarray, np.ndarray, np.n
     out = prev.scatter(nodes, [uf.anchor[r] or names[r] for r in roots]) if len(nodes) else prev
     new = np.zeros(texts.height, dtype=bool)
     new[nodes] = [uf.anchor[r] is None for r in roots]
-    return texts.with_columns(cluster_id=out.cast(pl.String), new_cluster=pl.Series(new, dtype=pl.Boolean))
+    return texts.with_columns(cluster_id=out, new_cluster=pl.Series(new, dtype=pl.Boolean))
 
 
 def has_gold() -> pl.Expr:

@@ -50,9 +50,16 @@ def count_and_flag(texts: list[str | None] | pl.Series, n: int = 20, max_count: 
     frequent = counts.filter(pl.col("count") > max_count).select("key")
     flags = np.zeros(len(series), dtype=bool)
     if frequent.height:
-        for w in itertools.chain(kept, _windows(batches[len(kept):], n)):
-            flags[w.join(frequent, on="key", how="semi")["i"].to_numpy()] = True
+        mark_holders(flags, itertools.chain(kept, _windows(batches[len(kept):], n)), frequent)
     return flags, counts
+
+
+def mark_holders(flags: np.ndarray, windows, keys: pl.DataFrame, rows: np.ndarray | None = None) -> None:
+    """Set the flag of each text whose windows (`_windows` tables) hold one of `keys`; `rows` maps
+    the windows' text index to a flag index when the windows cover a subset of the texts."""
+    for w in windows:
+        held = w.join(keys.select("key"), on="key", how="semi")["i"].to_numpy()
+        flags[held if rows is None else rows[held]] = True
 
 
 def holding(texts: pl.Series, n: int, keys: pl.DataFrame, *, probes: list[tuple[str, str]] | None = None,
@@ -71,8 +78,7 @@ def holding(texts: pl.Series, n: int, keys: pl.DataFrame, *, probes: list[tuple[
         stripped = texts.gather(rows).str.replace_all(_SKIPPED, "")
         rows = rows[stripped.str.contains_any(sorted({gram for gram, _ in probes})).to_numpy()]
         texts = texts.gather(rows)
-    for w in _windows(_batches(texts, batch_bytes), n):
-        flags[rows[w.join(keys.select("key"), on="key", how="semi")["i"].to_numpy()]] = True
+    mark_holders(flags, _windows(_batches(texts, batch_bytes), n), keys, rows)
     return flags
 
 

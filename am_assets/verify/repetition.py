@@ -29,8 +29,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from am_assets.verify.quality import (TOKEN_PATTERN, count_and_flag, gram_probes, holding, ngram_counts,
-                                     ngram_windows)
+from am_assets.verify.quality import (TOKEN_PATTERN, count_and_flag, gram_probes, holding, mark_holders,
+                                     ngram_counts, ngram_windows)
 
 STATE_TABLE = "verification_ngram_counts"
 COMPACT_BATCHES = 16
@@ -102,8 +102,7 @@ def repetition_flags(joined: pl.DataFrame, cached: pl.DataFrame, n: int, max_cou
     frequent = totals.filter(pl.col("count") + pl.col("before") > max_count)
     crossed = frequent.filter(pl.col("before") <= max_count)
     flags = stored.fill_null(False).to_numpy().copy()
-    for w in windows:
-        flags[new[w.join(frequent, on="key", how="semi")["i"].to_numpy()]] = True
+    mark_holders(flags, windows, frequent, new)
     if crossed.height:  # a stored row may hold a key that only now occurs often enough
         old = np.flatnonzero(stored.is_not_null().to_numpy())
         flags[old] |= holding(texts.gather(old), n, crossed, probes=gram_probes(texts.gather(new), n, crossed))
