@@ -168,6 +168,30 @@ class LakeResource(dg.ConfigurableResource):
         dt = self.table(table)
         return 0 if dt is None else len(dt.file_uris(file_pruning_predicate=partition_predicate(partition)))
 
+    def partition_files(self, table: str, partition: Mapping[str, str], dt: DeltaTable | None = None) -> dict[str, str]:
+        """File name -> URI of the partition's data files in the snapshot `dt` (default: the newest).
+        A data file is never modified, and delta-rs names each new one with a fresh UUID: the same
+        name in two snapshots holds the same rows."""
+        dt = dt if dt is not None else self.table(table)
+        if dt is None:
+            return {}
+        uris = dt.file_uris(file_pruning_predicate=partition_predicate(partition))
+        return {uri.rsplit("/", 1)[-1]: uri for uri in uris}
+
+    def read_files(self, dt: DeltaTable, uris: Sequence[str], partition: Mapping[str, str]) -> pl.DataFrame | None:
+        """The rows of some of a partition's data files, with the table's columns and types (as `read`
+        gives them); None when the table's protocol asks readers for more than Parquet (deletion
+        vectors, column mapping): then only a Delta reader may read them."""
+        if dt.protocol().min_reader_version > 1:
+            return None
+        schema = pl.scan_delta(dt).collect_schema()
+        if not uris:
+            return pl.DataFrame(schema=schema)
+        # file by file: files written before and after a schema merge hold different columns
+        df = pl.concat([pl.read_parquet(uri, storage_options=self._opts()) for uri in uris], how="diagonal_relaxed")
+        return df.with_columns(pl.lit(partition.get(c), pl.String).alias(c) for c in schema.names()
+                               if c not in df.columns).select(schema.names()).cast(dict(schema))
+
     def overwrite_from_parquet(self, table: str, paths: Sequence[str], *,
                                context: dg.AssetExecutionContext | None = None,
                                extra_metadata: Mapping[str, Any] | None = None) -> int:

@@ -6,8 +6,9 @@ from am_assets.core.partitions import partition_dimensions, teacher_shard_partit
 from am_assets.verify.cache import appended_rows
 from am_assets.verify.health import health_metadata, health_verdict, verifier_health
 from am_assets.verify.judging import Judge
-from am_assets.verify.logic import OUTCOME_SCHEMA, summary, verify_partition
+from am_assets.verify.logic import OUTCOME_SCHEMA, summary, verify_new_rows, verify_partition
 from am_assets.verify.repetition import read_state, write_state
+from am_assets.verify.stamp import PartitionInputs
 from resources.engines import EnginesResource
 from resources.judge import JudgeResource
 from resources.lake import COMPACT_FILES, LakeResource, materialize_result
@@ -32,29 +33,48 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         cfg = pipeline.load()
         keys = partition_dimensions(context)
         part = {"teacher": keys["teacher"], "shard": keys["shard"]}
-        responses = lake.read("teacher_responses", part)
-        if responses.height == 0:
-            context.log.warning(f"no teacher_responses rows for {part}: writing an empty partition")
-            responses = None
         queries = lake.read("unique_queries", {"shard": part["shard"]})
         cached = lake.read(TABLE, part)
-        if responses is None:
-            df, stats = _empty_outcomes(), {"verified": 0, "reused": 0}
+        judged = Judge(judge, cfg, engines)  # a judge may run on vLLM: in the step's model pool
+        state = read_state(lake, part)
+        inputs = PartitionInputs.open(lake, part, cfg.verification, judged.version(), queries)
+        run = dict(sandbox_factory=sandbox.get, judge=judged, judge_version=judged.version(), log=context.log.info,
+                   models=engines.pool, ngram_state=state)
+        added, why = inputs.new_rows(lake, cached)
+        fast = added is not None and verify_new_rows(added, queries, cached, cfg.verification,
+                                                     stored_texts=lambda: inputs.stored_texts(lake, cached), **run)
+        if fast:
+            df, new_df, stats = fast
+            read = "new files only"
+            context.log.info(f"{part}: read only the {added.height} responses added since the last run"
+                             f" ({stats['flipped']} stored rows newly repetitive)")
         else:
-            judged = Judge(judge, cfg, engines)  # a judge may run on vLLM: in the step's model pool
-            state = read_state(lake, part)
-            df, stats = verify_partition(responses, queries, cached, cfg.verification, sandbox_factory=sandbox.get,
-                                         judge=judged, judge_version=judged.version(), log=context.log.info,
-                                         models=engines.pool, ngram_state=state)
-        version = _write(lake, df, cached, part, context)
+            if added is not None:
+                why = "the stored n-gram counts, a response id or a perplexity need the stored texts"
+            read = f"whole partition: {why}"
+            context.log.info(f"{part}: reading the whole partition ({why})")
+            responses = inputs.read_all(lake)
+            if responses.height == 0:
+                context.log.warning(f"no teacher_responses rows for {part}: writing an empty partition")
+                df, stats = _empty_outcomes(), {"verified": 0, "reused": 0}
+            else:
+                df, stats = verify_partition(responses, queries, cached, cfg.verification, **run)
+            new_df = None
+        if fast and new_df is None:  # stored rows were flagged: a rewrite
+            version = lake.write_partition(TABLE, df, part, context=context)
+        else:
+            version = _write(lake, df, cached, part, context, added=new_df)
         if "ngram_update" in stats:  # after the outcomes: counts ahead of them would not match their rows
             write_state(lake, part, stats["ngram_update"], state, context)
             context.log.info(f"{part}: n-gram counts: {stats['ngram_count']}")
+        if df.height:
+            inputs.write_stamp(lake, df, version, context)
         context.log.info(f"{part}: {stats['verified']} verified, {stats['reused']} reused from the cache")
         return materialize_result(lake, TABLE, df, version, {
             **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary(df).items()},
             "verifier_health": dg.MetadataValue.json(health_metadata(verifier_health(df))),
-            "verified": stats["verified"], "reused_from_cache": stats["reused"],
+            "verified": stats["verified"], "reused_from_cache": stats["reused"], "responses_read": read,
+            "stored_rows_flagged_repetitive": stats.get("flipped", 0),
         })
 
     return verification_outcomes
@@ -85,10 +105,12 @@ def build_verifier_health_check(cfg) -> dg.AssetChecksDefinition:
     return verifier_health_check
 
 
-def _write(lake: LakeResource, df: pl.DataFrame, cached: pl.DataFrame, part: dict, context) -> int:
+def _write(lake: LakeResource, df: pl.DataFrame, cached: pl.DataFrame, part: dict, context,
+           added: pl.DataFrame | None = None) -> int:
     """Append only the new responses' rows when the cached ones are unchanged (a partition of 250k
-    responses gaining 1% is not rewritten); otherwise, or past COMPACT_FILES files, rewrite it."""
-    added = appended_rows(df, cached)
+    responses gaining 1% is not rewritten); otherwise, or past COMPACT_FILES files, rewrite it.
+    `added`: the new rows, when the caller knows the cached ones are unchanged."""
+    added = appended_rows(df, cached) if added is None else added
     if added is None or lake.file_count(TABLE, part) > COMPACT_FILES:
         return lake.write_partition(TABLE, df, part, context=context)
     if added.height == 0:

@@ -29,7 +29,7 @@ from am_assets.verify.cache import content_keys, passed_flag, split_hits
 from am_assets.verify.base import Verdict, VerifyContext, answer_part, no_reference, truncated_verdict
 from am_assets.verify.math_verifier import math_version  # noqa: F401 - re-exported (benchmarks, docs)
 from am_assets.verify.quality import has_text, perplexities
-from am_assets.verify.repetition import NgramState, repetition_flags
+from am_assets.verify.repetition import NgramState, appended_flags, repetition_flags
 from am_assets.verify.registry import NONE, REGISTRY, by_key
 from resources.pool import ModelPool
 
@@ -63,14 +63,19 @@ def verifier_versions(vcfg, judge_version: str, registry=REGISTRY) -> dict[str, 
     return {**{v.key: (v.name, v.version(ctx)) for v in registry}, "none": NONE}
 
 
-def join_queries(responses: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
+def query_rows(queries: pl.DataFrame) -> pl.DataFrame:
+    """The query columns a verdict reads, one row per query_id (the first)."""
     cols = [c for c in _QUERY_COLS if c in queries.columns]
-    q = queries.select(cols).unique("query_id", keep="first") if queries.height else pl.DataFrame(
-        schema={c: pl.String for c in _QUERY_COLS})
+    q = queries.select(cols).unique("query_id", keep="first", maintain_order=True) if queries.height else \
+        pl.DataFrame(schema={c: pl.String for c in _QUERY_COLS})
     for c in _QUERY_COLS:
         if c not in q.columns:
             q = q.with_columns(pl.lit(None, dtype=pl.String).alias(c))
-    return responses.join(q, on="query_id", how="left")
+    return q
+
+
+def join_queries(responses: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
+    return responses.join(query_rows(queries), on="query_id", how="left")
 
 
 def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.DataFrame, vcfg, *,
@@ -112,6 +117,45 @@ def verify_partition(responses: pl.DataFrame, queries: pl.DataFrame, cached: pl.
     df = df.with_columns(passed_flag(vcfg.thresholds), pl.Series("repetitive", repetitive, dtype=pl.Boolean))
     stats.update(ngram_stats, ngram_update=ngram_update)
     return df.select(list(OUTCOME_SCHEMA)), stats
+
+
+def verify_new_rows(new: pl.DataFrame, queries: pl.DataFrame, cached: pl.DataFrame, vcfg, *,
+                    stored_texts: Callable[[], pl.Series], sandbox_factory: Callable, judge=None,
+                    judge_version: str = "judge/none", log: Callable[[str], None] = lambda m: None,
+                    models: ModelPool, registry=REGISTRY,
+                    ngram_state: NgramState | None = None) -> tuple[pl.DataFrame, pl.DataFrame | None, dict] | None:
+    """verify_partition for a partition that is its `cached` outcome rows, whose inputs are unchanged
+    (stamp.py decided it), plus the responses `new`: only the new rows are joined, keyed and verified.
+    Returns (every outcome row; the new rows alone when no stored row changed, else None; stats), or
+    None when this cannot be done without the whole partition: the stored n-gram counts do not cover
+    `cached`, a new response id is a stored one, or a perplexity is missing under a perplexity model
+    (the whole-partition path would compute those rows again). `stored_texts()`: the cached rows'
+    responses in their order, read only when an n-gram crossed `repeat_max_count`."""
+    if new.height and new["response_id"].is_in(cached["response_id"].implode()).any():
+        return None
+    if vcfg.perplexity_model and cached.height and not (
+            cached["perplexity"].is_not_null() & (cached["perplexity_model"] == vcfg.perplexity_model)).all():
+        return None
+    joined = join_queries(new, queries)
+    joined = joined.with_columns(content_keys(joined, registry)).with_row_index("_i")
+    flags = appended_flags(joined, cached, vcfg.repeat_ngram, vcfg.repeat_max_count, ngram_state, stored_texts)
+    if flags is None:
+        return None
+    repetitive, stored_repetitive, ngram_update, ngram_stats = flags
+    ctx = VerifyContext(vcfg, sandbox_factory=sandbox_factory, judge=judge, judge_version=judge_version,
+                        models=models, log=log)
+    versions = verifier_versions(vcfg, judge_version, registry)
+    df, stats = _verify_rows(joined, cached.head(0), vcfg, ctx, by_key(registry), versions, registry, log, models)
+    added = (df.sort("_i").with_columns(passed_flag(vcfg.thresholds),
+                                        pl.Series("repetitive", repetitive, dtype=pl.Boolean))
+             .select(list(OUTCOME_SCHEMA)))
+    flipped = stored_repetitive != cached["repetitive"].to_numpy()
+    stored = cached.select(list(OUTCOME_SCHEMA)).cast(OUTCOME_SCHEMA)
+    if flipped.any():
+        stored = stored.with_columns(pl.Series("repetitive", stored_repetitive, dtype=pl.Boolean))
+    stats.update(ngram_stats, ngram_update=ngram_update, reused=int(cached["input_hash"].is_not_null().sum()),
+                 flipped=int(flipped.sum()))
+    return pl.concat([stored, added]), None if flipped.any() else added, stats
 
 
 def _verify_rows(todo: pl.DataFrame, cached: pl.DataFrame, vcfg, ctx, verifiers, versions, registry, log,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -93,27 +94,58 @@ def repetition_flags(joined: pl.DataFrame, cached: pl.DataFrame, n: int, max_cou
         return flags, NgramUpdate("overwrite", counts, 0, fingerprint, sig), {
             "ngram_count": "full", "frequent_ngrams": int((counts["count"] > max_count).sum())}
     new = np.flatnonzero(stored.is_null().to_numpy())
-    windows = ngram_windows(texts.gather(new), n)
+    windows, added, frequent, crossed = _count_new(texts.gather(new), n, max_count, state)
+    flags = stored.fill_null(False).to_numpy().copy()
+    mark_holders(flags, windows, frequent, new)
+    if crossed.height:  # a stored row may hold a key that only now occurs often enough
+        old = np.flatnonzero(stored.is_not_null().to_numpy())
+        flags[old] |= holding(texts.gather(old), n, crossed, probes=gram_probes(texts.gather(new), n, crossed))
+    return flags, _update(state, added, fingerprint, sig), {"ngram_count": f"{new.size} new rows",
+                                                           "crossed_ngrams": crossed.height}
+
+
+def appended_flags(new: pl.DataFrame, cached: pl.DataFrame, n: int, max_count: int, state: NgramState | None,
+                   stored_texts: Callable[[], pl.Series]) -> tuple[np.ndarray, np.ndarray, NgramUpdate, dict] | None:
+    """repetition_flags for a partition that is its `cached` outcome rows plus the `new` responses,
+    when only the new texts were read: (flags of the new rows, flags of the cached rows, the counts to
+    write, stats); None when the stored counts do not cover `cached`. `stored_texts()` gives the
+    cached rows' texts in their order; it is called only when an n-gram crossed max_count."""
+    sig = signature(n, max_count)
+    if state is None or state.signature != sig or not {*_ROW_KEY, "repetitive"} <= set(cached.columns) \
+            or cached["repetitive"].null_count() or rows_fingerprint(cached.select(_ROW_KEY)) != state.fingerprint:
+        return None
+    texts = new["response"].fill_null("")
+    windows, added, frequent, crossed = _count_new(texts, n, max_count, state)
+    flags = np.zeros(new.height, dtype=bool)
+    mark_holders(flags, windows, frequent)
+    old = cached["repetitive"].to_numpy().copy()
+    if crossed.height:
+        old |= holding(stored_texts().fill_null(""), n, crossed, probes=gram_probes(texts, n, crossed))
+    fingerprint = rows_fingerprint(pl.concat([cached.select(_ROW_KEY), new.select(_ROW_KEY)]))
+    return flags, old, _update(state, added, fingerprint, sig), {"ngram_count": f"{new.height} new rows",
+                                                                "crossed_ngrams": crossed.height}
+
+
+def _count_new(texts: pl.Series, n: int, max_count: int, state: NgramState):
+    """(windows and counts of `texts`, the keys over max_count with the stored counts, those of them
+    that were not over it before)."""
+    windows = ngram_windows(texts, n)
     added = ngram_counts(windows)
     before = (state.counts.join(added.lazy().select(pl.col("key").reinterpret(signed=True)), on="key", how="semi")
               .group_by("key").agg(before=pl.col("count").sum()).collect()
               .select(pl.col("key").reinterpret(signed=False), "before"))
     totals = added.join(before, on="key", how="left").with_columns(pl.col("before").fill_null(0))
     frequent = totals.filter(pl.col("count") + pl.col("before") > max_count)
-    crossed = frequent.filter(pl.col("before") <= max_count)
-    flags = stored.fill_null(False).to_numpy().copy()
-    mark_holders(flags, windows, frequent, new)
-    if crossed.height:  # a stored row may hold a key that only now occurs often enough
-        old = np.flatnonzero(stored.is_not_null().to_numpy())
-        flags[old] |= holding(texts.gather(old), n, crossed, probes=gram_probes(texts.gather(new), n, crossed))
+    return windows, added, frequent, frequent.filter(pl.col("before") <= max_count)
+
+
+def _update(state: NgramState, added: pl.DataFrame, fingerprint: int, sig: str) -> NgramUpdate:
     if state.batches >= COMPACT_BATCHES:
         merged = (pl.concat([state.counts.select(pl.col("key").reinterpret(signed=False), "count").collect(),
                              added.select("key", pl.col("count").cast(pl.Int32))])
                   .group_by("key").agg(pl.col("count").sum()))
-        update = NgramUpdate("overwrite", merged, 0, fingerprint, sig)
-    else:
-        update = NgramUpdate("append", added, state.batches, fingerprint, sig)
-    return flags, update, {"ngram_count": f"{new.size} new rows", "crossed_ngrams": crossed.height}
+        return NgramUpdate("overwrite", merged, 0, fingerprint, sig)
+    return NgramUpdate("append", added, state.batches, fingerprint, sig)
 
 
 def _stored_flags(joined: pl.DataFrame, cached: pl.DataFrame, state: NgramState | None, sig: str) -> pl.Series | None:
