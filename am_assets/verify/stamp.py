@@ -126,8 +126,6 @@ class PartitionInputs:
 
 
 def read_stamp(lake, part: dict[str, str]) -> InputStamp | None:
-    if not lake.exists(STAMP_TABLE):
-        return None
     rows = lake.read(STAMP_TABLE, part)
     if rows.height != 1:  # none yet, or two runs at once wrote one each: read everything
         return None
