@@ -210,10 +210,13 @@ class LakeResource(dg.ConfigurableResource):
 
     def overwrite_from_parquet(self, table: str, paths: Sequence[str], *,
                                context: dg.AssetExecutionContext | None = None,
-                               extra_metadata: Mapping[str, Any] | None = None) -> int:
+                               extra_metadata: Mapping[str, Any] | None = None,
+                               append_to: int | None = None) -> int:
         """Whole-table overwrite (unpartitioned) with the rows of staged Parquet files, streamed in
         batches into one Delta commit: a table larger than memory is written in bounded memory.
-        The files must share one schema. Same commit rules as write_partition(table, df, None)."""
+        The files must share one schema. Same commit rules as write_partition(table, df, None).
+        `append_to`: append the rows instead, on the condition that the table is still at that
+        version (else CommitConflict: the rows were chosen against that version)."""
         import pyarrow.dataset as pads
         from deltalake import write_deltalake
 
@@ -222,10 +225,16 @@ class LakeResource(dg.ConfigurableResource):
         empty = pl.scan_parquet(paths[0]).head(0).collect()
         def commit() -> int:
             dt = self.table(table) or self._create(table, empty, None, metadata)
+            if append_to is not None and dt.version() != append_to:
+                raise CommitConflict(f"lake table {table}: written by another run (version {dt.version()}, "
+                                     f"expected {append_to}) while rows were chosen to append; run it again")
             _set_properties(dt)
             reader = pads.dataset(list(paths), format="parquet").scanner(batch_size=8192).to_reader()
             props = CommitProperties(custom_metadata=metadata, max_commit_retries=0)
-            write_deltalake(dt, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props)
+            if append_to is None:
+                write_deltalake(dt, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props)
+            else:
+                write_deltalake(dt, reader, mode="append", commit_properties=props)
             return dt.version()
 
         return _redone_on_conflict(commit, table, "whole table")

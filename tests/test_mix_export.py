@@ -71,3 +71,30 @@ def test_export_writer_writes_shards_in_order_and_a_failed_chunk_keeps_the_previ
     with pytest.raises(pl.exceptions.ColumnNotFoundError):
         broken.close()
     assert files["chat_stage1"].read_text().splitlines() == lines  # the previous exports stay whole
+
+
+def test_export_writer_appends_and_a_rollback_restores_the_exports(tmp_path):
+    from am_assets.mix.export import ExportWriter
+
+    rows = with_messages(_rows().drop("mix_row_id")).with_columns(mix_row_id=pl.format("m{}", pl.int_range(pl.len())))
+    first = ExportWriter(tmp_path)
+    first.write(rows.head(200))
+    files = first.close()
+    before = {name: path.read_bytes() for name, path in files.items()}
+
+    appended = ExportWriter(tmp_path, append=True)
+    appended.write(rows.slice(200))
+    files = appended.close()  # the rows after the stored ones, in every file
+    lines = files["chat_stage1"].read_text().splitlines()
+    assert [json.loads(line)["response_id"] for line in lines] == rows["response_id"].to_list()
+    assert pl.read_parquet(files["parquet"])["response_id"].to_list() == rows["response_id"].to_list()
+    assert ExportWriter(tmp_path, append=True).close() == files  # nothing appended: every file stays
+    assert pl.read_parquet(files["parquet"]).height == rows.height
+
+    failed = ExportWriter(tmp_path, append=True)
+    failed.write(rows.head(50))
+    failed.close()
+    failed.rollback()  # the table's commit failed after the exports were written
+    assert [json.loads(line)["response_id"] for line in files["chat_stage1"].read_text().splitlines()] == \
+        rows["response_id"].to_list()
+    assert files["am_stage1"].read_bytes()[:len(before["am_stage1"])] == before["am_stage1"]

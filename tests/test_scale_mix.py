@@ -12,11 +12,12 @@ import polars as pl
 from am_assets.difficulty.logic import OUTCOME_COLUMNS, difficulty_table, teachers_from_config
 from am_assets.mix.assets import TABLE_COLUMNS
 from am_assets.mix.build import assemble_mix
+from am_assets.mix.append import row_hash_sum, rows_digest
 from resources.config import AM_SYSTEM_PROMPT
-from resources.lake import content_hash
 from tests.test_mix_dagster import build_everything
 
-STREAMED_ONLY = ["input_versions", "mix_config_hash"]  # constants the asset adds to every row
+# constants the asset adds to every row, and the verdict cache key it records (mix/append.py)
+STREAMED_ONLY = ["input_versions", "mix_config_hash", "content_key"]
 
 
 def test_sharded_difficulty_and_mix_equal_the_all_in_memory_computation(project, instance, tmp_path):
@@ -52,7 +53,8 @@ def test_sharded_difficulty_and_mix_equal_the_all_in_memory_computation(project,
     mat = result.asset_materializations_for_node("training_mix")[0]
     assert mat.metadata["dropped_after_selection"].value == drops
     assert mat.metadata["dagster/row_count"].value == table.height
-    assert mat.tags["dagster/data_version"] == content_hash(table)  # same hash as a whole-table write
+    # the digest of the table as read back: a rebuilt and an appended mix of the same rows agree
+    assert mat.tags["dagster/data_version"] == rows_digest(table.schema, table.height, row_hash_sum(table))
     counts = {}
     for cat, dec in decisions.select("category", "decision").iter_rows():
         counts.setdefault(cat, {}).setdefault(dec, 0)

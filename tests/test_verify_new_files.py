@@ -36,13 +36,14 @@ KEY = "s00|t0"
 OUTCOMES = "verification_outcomes"
 
 
-def _problems() -> list[dict]:
+def _problems(asy: bool) -> list[dict]:
     rows = [json.loads(line) for line in gzip.open(DATA / "math/math_test5000.json.gz", "rt")]
     rows = [r | {"answer": last_boxed(r["solution"])} for r in rows]
     rows = [r for r in rows if r["answer"] and len(r["solution"]) < 3000]
-    asy = [r for r in rows if "[asy]" in r["solution"]]
     plain = [r for r in rows if "[asy]" not in r["solution"]]
-    return [r for pair in zip(asy[:40], plain[:40]) for r in pair]
+    if not asy:
+        return plain[:80]
+    return [r for pair in zip([r for r in rows if "[asy]" in r["solution"]][:40], plain[:40]) for r in pair]
 
 
 def _write(path, rows, key):
@@ -56,18 +57,29 @@ def project(tmp_path):
     return make_project(tmp_path)
 
 
-def make_project(tmp_path):
-    problems = _problems()
+def make_project(tmp_path, teachers: int = 1, asy: bool = True):
+    """`teachers` 2 adds t1, so that the mix selects rows; `asy` False: no [asy] figures (no shared
+    boilerplate to flip stored rows to repetitive)."""
+    problems = _problems(asy)
     base, extra = problems[:50], problems[50:]
     _write(tmp_path / "base.jsonl", base, lambda r: {"question": r["problem"], "answer": r["answer"]})
     _write(tmp_path / "extra.jsonl", extra, lambda r: {"question": r["problem"], "answer": r["answer"]})
-    responses = [{"question": r["problem"], "response": s}
-                 for r in problems for s in (r["solution"], r["solution"].replace(r"\boxed{", r"\boxed{7"))]
+    def response(r, right=True):  # the real solution as the thinking, its boxed answer (or a wrong one) after
+        return f"<think>\n{r['solution']}\n</think>\nThe answer is $\\boxed{{{'' if right else '7'}{r['answer']}}}$."
+
+    def wrong(r):
+        return response(r, right=False)
+
+    responses = [{"question": r["problem"], "response": s} for r in problems for s in (response(r), wrong(r))]
     _write(tmp_path / "teacher.jsonl", responses, lambda r: r)
+    # t1, the reference: right twice on odd problems, right and wrong on even ones (a CV above 0)
+    _write(tmp_path / "teacher1.jsonl", [{"question": r["problem"], "response": s} for i, r in enumerate(problems)
+                                         for s in (response(r), response(r) if i % 2 else wrong(r))], lambda r: r)
     source = {"kind": "file", "category": "math", "mapping": {"question": "question", "answer": "answer"}}
     cfg = {"lake_root": str(tmp_path / "lake"), "shards": 1, "benchmarks": [],
            "sources": [{"name": "base", "path": str(tmp_path / "base.jsonl"), **source}],
-           "teachers": [{"name": "t0", "kind": "import", "path": str(tmp_path / "teacher.jsonl"), "sampling": {"n": 2}}],
+           "teachers": [{"name": f"t{i}", "kind": "import", "path": str(tmp_path / ("teacher.jsonl", "teacher1.jsonl")[i]),
+                         "sampling": {"n": 2}} for i in range(teachers)],
            "dedup": {"semantic": False}, "verification": {"sandbox": "local", "repeat_max_count": 3},
            "mix": {"export_dir": str(tmp_path / "exports")}, "training": {"models_dir": str(tmp_path / "models")}}
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(cfg))

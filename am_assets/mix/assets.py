@@ -10,20 +10,22 @@ import dagster as dg
 import polars as pl
 
 from am_assets.difficulty.api import teachers_from_config
-from am_assets.mix.sharded import assemble_mix_sharded
+from am_assets.mix.append import EXPORTS_KEY, ROWS_KEY, SUM_KEY, export_sizes, plan_append, row_hash_sum, rows_digest
+from am_assets.mix.sharded import emit_mix, select_mix
 from am_assets.mix.card import write_card
 from am_assets.mix.export import LINEAGE_COLUMNS, ExportWriter
 from am_assets.mix.select import decision_counts
 from am_assets.verify.api import audit_markdown
 from resources.config import AM_SYSTEM_PROMPT
 from resources.config import shard_key
-from resources.lake import LakeResource, content_hash, materialize_result
+from resources.instance import file_lock
+from resources.lake import LakeResource, materialize_result
 from resources.pipeline import PipelineConfigResource
 
 GROUP = "mix"
 INPUTS = ("unique_queries", "teacher_responses", "verification_outcomes", "difficulty_scores")
 TABLE_COLUMNS = ["messages", *LINEAGE_COLUMNS, "question", "think", "answer", "reference_answer", "test_cases",
-                 "instruction_constraints", "threshold", "completion_tokens", "prompt_tokens"]
+                 "instruction_constraints", "threshold", "completion_tokens", "prompt_tokens", "content_key"]
 
 
 def mix_settings_hash(cfg) -> str:
@@ -68,25 +70,21 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
     extra = {"input_versions": json.dumps(versions, sort_keys=True), "mix_config_hash": settings_hash}
     export_dir = cfg.mix.export_dir
     started = time.perf_counter()
-    # shard by shard (am_assets/mix/sharded.py): each shard's rows with text are staged as Parquet and
-    # appended to the exports, then committed to Delta in one streamed overwrite; memory = one shard
-    with tempfile.TemporaryDirectory(prefix="training_mix-") as staging:
-        sink = _ShardSink(Path(staging), ExportWriter(export_dir), extra)
-        narrow, decisions, drops = assemble_mix_sharded(
-            _shard_scans(lake, versions), [shard_key(i) for i in range(cfg.shards)],
-            mix=cfg.mix, pool_teachers=pool_teachers, thresholds=cfg.verification.thresholds,
-            scored_statuses=cfg.difficulty.scored_statuses,
-            system_prompts={t.name: t.system_prompt for t in cfg.teachers}, default_system_prompt=AM_SYSTEM_PROMPT,
-            sink=sink)
-        context.log.info(f"selected {narrow.height} rows from {decisions.height} queries in "
-                         f"{time.perf_counter() - started:.1f}s (teachers {pool_teachers}); drops {drops}")
-        files = sink.exports.close()
-        if sink.paths:
-            version = lake.overwrite_from_parquet("training_mix", sink.paths, context=context,
-                                                  extra_metadata={f"{t}_version": v for t, v in versions.items()})
-        else:
-            version = lake.write_partition("training_mix", sink.empty(), None, context=context,
-                                           extra_metadata={f"{t}_version": v for t, v in versions.items()})
+    scans, shards = _shard_scans(lake, versions), [shard_key(i) for i in range(cfg.shards)]
+    narrow, decisions, drops = select_mix(scans, shards, mix=cfg.mix, pool_teachers=pool_teachers,
+                                          thresholds=cfg.verification.thresholds,
+                                          scored_statuses=cfg.difficulty.scored_statuses)
+    context.log.info(f"selected {narrow.height} rows from {decisions.height} queries in "
+                     f"{time.perf_counter() - started:.1f}s (teachers {pool_teachers}); drops {drops}")
+    export_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(export_dir / ".lock"):  # one mix at a time writes these exports
+        added, stored, why = plan_append(lake, narrow, scans, shards, settings_hash=settings_hash,
+                                         export_dir=export_dir, columns=TABLE_COLUMNS)
+        context.log.info(f"appending {added.height} rows to the {stored[ROWS_KEY]} stored" if added is not None
+                         else f"building every row ({why})")
+        sink, files, version = _write_mix(lake, scans, shards, narrow if added is None else added, stored,
+                                          append=added is not None, extra=extra, versions=versions, cfg=cfg,
+                                          context=context)
     table = sink.empty()  # schema for the metadata; the rows were streamed
     stats, card_md, plots = write_card(
         narrow, decisions, lake.scan("difficulty_scores", version=versions["difficulty_scores"]), teachers=teachers, cv_threshold=cfg.mix.cv_threshold,
@@ -107,7 +105,8 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
         "tokens": stats["tokens"],
         "input_versions": dg.MetadataValue.json(versions),
         "mix_config_hash": settings_hash,
-        "dagster/row_count": sink.rows,
+        "dagster/row_count": sink.rows, "appended": added is not None,
+        "appended_rows": added.height if added is not None else 0,
     }, column_lineage=dg.TableColumnLineage(deps_by_column={
         "messages": [dg.TableColumnDep(asset_key=dg.AssetKey("teacher_responses"), column_name="response"),
                      dg.TableColumnDep(asset_key=dg.AssetKey("unique_queries"), column_name="question")],
@@ -117,6 +116,38 @@ def training_mix(context: dg.AssetExecutionContext, lake: LakeResource,
     }))
     # content only: a changed setting that selects the same rows must not retrain or re-evaluate
     return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(sink.content_hash()))
+
+
+def _write_mix(lake: LakeResource, scans, shards: list[str], rows: pl.DataFrame, stored: dict, *, append: bool,
+               extra: dict, versions: dict, cfg, context) -> tuple["_ShardSink", dict, int]:
+    """Pass 2 over `rows` (every kept row, or the ones to append), the exports and the Delta commit,
+    which records the export sizes and the row-hash sum that the next append checks and extends."""
+    export_dir = cfg.mix.export_dir
+    # shard by shard (am_assets/mix/sharded.py): each shard's rows with text are staged as Parquet and
+    # appended to the exports, then committed to Delta in one streamed write; memory = one shard
+    with tempfile.TemporaryDirectory(prefix="training_mix-") as staging:
+        sink = _ShardSink(Path(staging), ExportWriter(export_dir, append=append), extra)
+        if append:
+            sink.schema = dict(lake.scan("training_mix").collect_schema())
+            sink.rows, sink.hash_sum = int(stored[ROWS_KEY]), int(stored[SUM_KEY])
+        try:
+            emit_mix(scans, shards, rows, system_prompts={t.name: t.system_prompt for t in cfg.teachers},
+                     default_system_prompt=AM_SYSTEM_PROMPT, sink=sink)
+            files = sink.exports.close()
+            meta = {**{f"{t}_version": v for t, v in versions.items()}, SUM_KEY: str(sink.hash_sum),
+                    EXPORTS_KEY: json.dumps(export_sizes(export_dir)), ROWS_KEY: str(sink.rows)}
+            if append and not sink.paths:
+                version = stored["version"]  # nothing new was selected: the table is as it was
+            elif sink.paths:
+                version = lake.overwrite_from_parquet("training_mix", sink.paths, context=context, extra_metadata=meta,
+                                                      append_to=stored["version"] if append else None)
+            else:
+                version = lake.write_partition("training_mix", sink.empty(), None, context=context,
+                                               extra_metadata=meta)
+        except BaseException:
+            sink.exports.rollback()
+            raise
+    return sink, files, version
 
 
 def _shard_scans(lake: LakeResource, versions: dict[str, int]) -> Callable[[str], dict[str, pl.LazyFrame]]:
@@ -129,12 +160,12 @@ def _shard_scans(lake: LakeResource, versions: dict[str, int]) -> Callable[[str]
 
 class _ShardSink:
     """Receives each shard's final rows: stages the table rows as Parquet, appends the exports and
-    keeps the row hashes, so the data version equals resources.lake.content_hash of the whole table."""
+    keeps the count and the sum of the row hashes (the data version: append.rows_digest)."""
 
     def __init__(self, staging: Path, exports: ExportWriter, extra: dict[str, str]):
         self.staging, self.exports, self.extra = staging, exports, extra
         self.paths: list[str] = []
-        self.hashes: list[pl.Series] = []
+        self.hash_sum = 0
         self.rows = 0
         self.schema: dict | None = None
 
@@ -149,7 +180,7 @@ class _ShardSink:
         path = self.staging / f"{shard}.parquet"
         table.write_parquet(path)
         self.paths.append(str(path))
-        self.hashes.append(table.select(sorted(table.columns)).hash_rows(seed=0))
+        self.hash_sum = (self.hash_sum + row_hash_sum(table)) % 2**64
         self.rows += table.height
         self.exports.write(rows)
 
@@ -159,10 +190,4 @@ class _ShardSink:
         return pl.DataFrame(schema={c: pl.String for c in TABLE_COLUMNS})
 
     def content_hash(self) -> str:
-        """resources.lake.content_hash of the concatenated table, from the per-shard row hashes."""
-        if not self.hashes:
-            return content_hash(self.empty())
-        h = hashlib.blake2b(digest_size=12)
-        h.update(repr(sorted((c, str(t)) for c, t in self.schema.items())).encode())
-        h.update(pl.concat(self.hashes).sort().to_numpy().tobytes())
-        return h.hexdigest()
+        return rows_digest(self.empty().schema, self.rows, self.hash_sum)

@@ -5,6 +5,7 @@ Every export carries the lineage columns; `datasets.load_dataset("json" | "parqu
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -163,10 +164,14 @@ class ExportWriter:
     the caller builds the next one (serializing the layouts took half the mix's time on one core);
     memory: two chunks."""
 
-    def __init__(self, export_dir: Path):
+    def __init__(self, export_dir: Path, append: bool = False):
+        """`append`: the exports keep their rows and get these after them (mix/append.py): JSONL files
+        are appended in place, the Parquet file is written anew with its old rows first."""
         self.dir = Path(export_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.files = export_files(self.dir)
+        self.append = append
+        self._sizes: dict[str, int] = {}  # append: each JSONL file's size before this run's rows
         self._open: dict[str, object] = {}
         self._parquet = None
         self._schema = None
@@ -192,14 +197,34 @@ class ExportWriter:
             for kind, make in (("am", am_layout), ("am40m", am_40m_layout), ("chat", chat_layout)):
                 name = f"{kind}_{stage}"
                 if name not in self._open:
-                    self._open[name] = open(self.files[name].with_suffix(".tmp"), "wb")
+                    path = self.files[name] if self.append else self.files[name].with_suffix(".tmp")
+                    if self.append:
+                        self._sizes[name] = path.stat().st_size if path.exists() else 0
+                    self._open[name] = open(path, "ab" if self.append else "wb")
                 make(part).write_ndjson(self._open[name])
         text = [c for c in ("question", "think", "answer", "reference_answer", "test_cases") if c in rows.columns]
         table = rows.select(*LINEAGE_COLUMNS, *text).insert_column(0, _chat(rows)).to_arrow()
         if self._parquet is None:
-            self._schema = table.schema
+            old = pq.ParquetFile(self.files["parquet"]) if self.append and self.files["parquet"].exists() else None
+            self._schema = old.schema_arrow if old is not None else table.schema
             self._parquet = pq.ParquetWriter(self.files["parquet"].with_suffix(".tmp"), self._schema)
+            for batch in old.iter_batches(batch_size=65536) if old is not None else ():
+                self._parquet.write_batch(batch)
         self._parquet.write_table(table.cast(self._schema))
+
+    def rollback(self) -> None:
+        """After a failure, before or after `close`: appended JSONL files are cut back to their old
+        sizes and an unfinished Parquet file is dropped (a full write's .tmp files never replaced the
+        exports). A Parquet file already replaced stays; its size tells the next run to rebuild."""
+        self._thread.shutdown(wait=True)
+        for f in self._open.values():
+            f.close()
+        self._open.clear()
+        for name, size in self._sizes.items():
+            os.truncate(self.files[name], size)
+        if self._parquet is not None:
+            self._parquet.close()
+            self.files["parquet"].with_suffix(".tmp").unlink(missing_ok=True)
 
     def close(self) -> dict[str, Path]:
         try:
@@ -212,14 +237,20 @@ class ExportWriter:
                 name, path = f"{kind}_{stage}", self.files[f"{kind}_{stage}"]
                 if name in self._open:
                     self._open.pop(name).close()
-                    path.with_suffix(".tmp").replace(path)
+                    if not self.append:
+                        path.with_suffix(".tmp").replace(path)
+                    written[name] = path
+                elif self.append and path.exists():
                     written[name] = path
                 else:
                     path.unlink(missing_ok=True)  # no stale file from an earlier setting
-        if self._parquet is None:  # no rows at all: an empty Parquet file with the lineage columns
+        if self._parquet is None and self.append and self.files["parquet"].exists():
+            pass  # nothing appended: the file stays
+        elif self._parquet is None:  # no rows at all: an empty Parquet file with the lineage columns
             pl.DataFrame(schema={c: pl.String for c in ["messages", *LINEAGE_COLUMNS]}).write_parquet(self.files["parquet"])
         else:
             self._parquet.close()
+            self._parquet = None
             self.files["parquet"].with_suffix(".tmp").replace(self.files["parquet"])
         written["parquet"] = self.files["parquet"]
         return written

@@ -81,10 +81,14 @@ def global_cut(narrow: pl.DataFrame, *, mix) -> tuple[pl.DataFrame, dict]:
     return rows.select(NARROW), {"missing_text": missing, "over_quota": before_quota - after_quota, "over_token_budget": after_quota - rows.height}
 
 
-def text_rows(keep: pl.DataFrame, difficulty: pl.LazyFrame, responses: pl.LazyFrame, queries: pl.LazyFrame, *,
-              system_prompts: Mapping[str, str], default_system_prompt: str) -> pl.DataFrame:
-    """Pass 2 for one shard: the kept narrow rows with their text, chat `messages` and lineage columns."""
+def text_rows(keep: pl.DataFrame, difficulty: pl.LazyFrame, responses: pl.LazyFrame, queries: pl.LazyFrame,
+              outcomes: pl.LazyFrame | None = None, *, system_prompts: Mapping[str, str],
+              default_system_prompt: str) -> pl.DataFrame:
+    """Pass 2 for one shard: the kept narrow rows with their text, chat `messages` and lineage columns
+    (and the verdict cache's `content_key` of each response, from `outcomes`: what append.py compares)."""
     ids, qids = keep.select("response_id").lazy(), keep.select("query_id").unique().lazy()
+    if outcomes is not None:
+        keep = keep.join(_content_keys(outcomes, ids), on="response_id", how="left")
     resp = (responses.select(_present(responses, RESPONSE_COLUMNS)).join(ids, on="response_id", how="semi")
             .unique("response_id", keep="first").collect(engine="streaming"))
     qlf = _queries(queries)
@@ -98,15 +102,10 @@ def text_rows(keep: pl.DataFrame, difficulty: pl.LazyFrame, responses: pl.LazyFr
     return with_messages(rows).sort("stage", "category", "query_id", "response_id")
 
 
-def assemble_mix_sharded(scans: Callable[[str], dict[str, pl.LazyFrame]], shards: Iterable[str], *, mix,
-                         pool_teachers: Sequence[str], thresholds: Mapping[str, float],
-                         scored_statuses: Sequence[str], system_prompts: Mapping[str, str],
-                         default_system_prompt: str, sink: Callable[[str, pl.DataFrame], None]
-                         ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """The mix, shard by shard. scans(shard) -> {"verification_outcomes", "difficulty_scores",
-    "teacher_responses", "unique_queries"} lazy frames of that shard; sink(shard, rows) receives each
-    shard's final rows (with text). Returns (narrow final rows for the card, Stage I decisions, drops)."""
-    shards = list(shards)
+def select_mix(scans: Callable[[str], dict[str, pl.LazyFrame]], shards: Iterable[str], *, mix,
+               pool_teachers: Sequence[str], thresholds: Mapping[str, float],
+               scored_statuses: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """Pass 1 over every shard and the global cut: (narrow final rows, Stage I decisions, drops)."""
     narrow, decisions, flagged = [], [], 0
     for shard in shards:
         s = scans(shard)
@@ -122,11 +121,41 @@ def assemble_mix_sharded(scans: Callable[[str], dict[str, pl.LazyFrame]], shards
     if drops["missing_text"]:
         log.warning("%d selected responses have no row in teacher_responses or unique_queries; left out",
                     drops["missing_text"])
+    decisions_df = pl.concat(decisions, how="diagonal_relaxed") if decisions else pl.DataFrame()
+    return kept, decisions_df, {"flagged_responses": flagged, **drops}
+
+
+def emit_mix(scans: Callable[[str], dict[str, pl.LazyFrame]], shards: Iterable[str], kept: pl.DataFrame, *,
+             system_prompts: Mapping[str, str], default_system_prompt: str,
+             sink: Callable[[str, pl.DataFrame], None]) -> None:
+    """Pass 2: each shard's `kept` rows with their text, handed to `sink(shard, rows)`."""
     for shard in shards:
         keep = kept.filter(pl.col("shard") == shard)
         if keep.height:
             s = scans(shard)
             sink(shard, text_rows(keep, s["difficulty_scores"], s["teacher_responses"], s["unique_queries"],
-                                  system_prompts=system_prompts, default_system_prompt=default_system_prompt))
-    decisions_df = pl.concat(decisions, how="diagonal_relaxed") if decisions else pl.DataFrame()
-    return kept, decisions_df, {"flagged_responses": flagged, **drops}
+                                  s["verification_outcomes"], system_prompts=system_prompts,
+                                  default_system_prompt=default_system_prompt))
+
+
+def _content_keys(outcomes: pl.LazyFrame, ids: pl.LazyFrame) -> pl.DataFrame:
+    have = outcomes.collect_schema().names()
+    key = pl.col("content_key") if "content_key" in have else pl.lit(None, pl.String).alias("content_key")
+    return (outcomes.select("response_id", key).join(ids, on="response_id", how="semi")
+            .unique("response_id", keep="first").collect(engine="streaming"))
+
+
+def assemble_mix_sharded(scans: Callable[[str], dict[str, pl.LazyFrame]], shards: Iterable[str], *, mix,
+                         pool_teachers: Sequence[str], thresholds: Mapping[str, float],
+                         scored_statuses: Sequence[str], system_prompts: Mapping[str, str],
+                         default_system_prompt: str, sink: Callable[[str, pl.DataFrame], None]
+                         ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """The mix, shard by shard. scans(shard) -> {"verification_outcomes", "difficulty_scores",
+    "teacher_responses", "unique_queries"} lazy frames of that shard; sink(shard, rows) receives each
+    shard's final rows (with text). Returns (narrow final rows for the card, Stage I decisions, drops)."""
+    shards = list(shards)
+    kept, decisions, drops = select_mix(scans, shards, mix=mix, pool_teachers=pool_teachers, thresholds=thresholds,
+                                        scored_statuses=scored_statuses)
+    emit_mix(scans, shards, kept, system_prompts=system_prompts, default_system_prompt=default_system_prompt,
+             sink=sink)
+    return kept, decisions, drops

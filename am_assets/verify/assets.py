@@ -40,30 +40,8 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         inputs = PartitionInputs.open(lake, part, cfg.verification, judged.version(), queries)
         run = dict(sandbox_factory=sandbox.get, judge=judged, judge_version=judged.version(), log=context.log.info,
                    models=engines.pool, ngram_state=state)
-        added, why = inputs.new_rows(lake, cached)
-        fast = added is not None and verify_new_rows(added, queries, cached, cfg.verification,
-                                                     stored_texts=lambda: inputs.stored_texts(lake, cached), **run)
-        if fast:
-            df, new_df, stats = fast
-            read = "new files only"
-            context.log.info(f"{part}: read only the {added.height} responses added since the last run"
-                             f" ({stats['flipped']} stored rows newly repetitive)")
-        else:
-            if added is not None:
-                why = "the stored n-gram counts, a response id or a perplexity need the stored texts"
-            read = f"whole partition: {why}"
-            context.log.info(f"{part}: reading the whole partition ({why})")
-            responses = inputs.read_all(lake)
-            if responses.height == 0:
-                context.log.warning(f"no teacher_responses rows for {part}: writing an empty partition")
-                df, stats = _empty_outcomes(), {"verified": 0, "reused": 0}
-            else:
-                df, stats = verify_partition(responses, queries, cached, cfg.verification, **run)
-            new_df = None
-        if fast and new_df is None:  # stored rows were flagged: a rewrite
-            version = lake.write_partition(TABLE, df, part, context=context)
-        else:
-            version = _write(lake, df, cached, part, context, added=new_df)
+        df, added, stats, read = _outcomes(lake, inputs, queries, cached, cfg.verification, run, context.log)
+        version = _write(lake, df, cached, part, context, added=added)
         if "ngram_update" in stats:  # after the outcomes: counts ahead of them would not match their rows
             write_state(lake, part, stats["ngram_update"], state, context)
             context.log.info(f"{part}: n-gram counts: {stats['ngram_count']}")
@@ -105,12 +83,39 @@ def build_verifier_health_check(cfg) -> dg.AssetChecksDefinition:
     return verifier_health_check
 
 
+def _outcomes(lake: LakeResource, inputs: PartitionInputs, queries: pl.DataFrame, cached: pl.DataFrame, vcfg,
+              run: dict, log) -> tuple[pl.DataFrame, pl.DataFrame | bool | None, dict, str]:
+    """(the partition's outcome rows; the new rows alone when the stored ones are unchanged, False when
+    a stored row changed, None when unknown; stats; what was read). Only the responses added since
+    the last run when stamp.py allows it, else the whole partition."""
+    added, why = inputs.new_rows(lake, cached)
+    fast = added is not None and verify_new_rows(added, queries, cached, vcfg,
+                                                 stored_texts=lambda: inputs.stored_texts(lake, cached), **run)
+    if fast:
+        df, new_rows, stats = fast
+        log.info(f"{inputs.part}: read only the {added.height} responses added since the last run "
+                 f"({stats['flipped']} stored rows newly repetitive)")
+        return df, False if new_rows is None else new_rows, stats, "new files only"
+    if added is not None:
+        why = "the stored n-gram counts, a response id or a perplexity need the stored texts"
+    log.info(f"{inputs.part}: reading the whole partition ({why})")
+    responses = inputs.read_all(lake)
+    if responses.height == 0:
+        log.warning(f"no teacher_responses rows for {inputs.part}: writing an empty partition")
+        return _empty_outcomes(), None, {"verified": 0, "reused": 0}, f"whole partition: {why}"
+    df, stats = verify_partition(responses, queries, cached, vcfg, **run)
+    return df, None, stats, f"whole partition: {why}"
+
+
 def _write(lake: LakeResource, df: pl.DataFrame, cached: pl.DataFrame, part: dict, context,
-           added: pl.DataFrame | None = None) -> int:
+           added: pl.DataFrame | bool | None = None) -> int:
     """Append only the new responses' rows when the cached ones are unchanged (a partition of 250k
     responses gaining 1% is not rewritten); otherwise, or past COMPACT_FILES files, rewrite it.
-    `added`: the new rows, when the caller knows the cached ones are unchanged."""
+    `added`: the new rows when the caller knows the cached ones are unchanged, False when it knows
+    one changed, None: compare."""
     added = appended_rows(df, cached) if added is None else added
+    if added is False:
+        added = None
     if added is None or lake.file_count(TABLE, part) > COMPACT_FILES:
         return lake.write_partition(TABLE, df, part, context=context)
     if added.height == 0:
