@@ -110,9 +110,9 @@ class LakeResource(dg.ConfigurableResource):
     def _opts(self) -> dict[str, str] | None:
         return self.storage_options or None
 
-    def table(self, table: str) -> DeltaTable | None:
+    def table(self, table: str, version: int | None = None) -> DeltaTable | None:
         try:
-            return DeltaTable(self.uri(table), storage_options=self._opts())
+            return DeltaTable(self.uri(table), version=version, storage_options=self._opts())
         except TableNotFoundError:
             return None
 

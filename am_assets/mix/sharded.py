@@ -143,19 +143,3 @@ def _content_keys(outcomes: pl.LazyFrame, ids: pl.LazyFrame) -> pl.DataFrame:
     key = pl.col("content_key") if "content_key" in have else pl.lit(None, pl.String).alias("content_key")
     return (outcomes.select("response_id", key).join(ids, on="response_id", how="semi")
             .unique("response_id", keep="first").collect(engine="streaming"))
-
-
-def assemble_mix_sharded(scans: Callable[[str], dict[str, pl.LazyFrame]], shards: Iterable[str], *, mix,
-                         pool_teachers: Sequence[str], thresholds: Mapping[str, float],
-                         scored_statuses: Sequence[str], system_prompts: Mapping[str, str],
-                         default_system_prompt: str, sink: Callable[[str, pl.DataFrame], None]
-                         ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """The mix, shard by shard. scans(shard) -> {"verification_outcomes", "difficulty_scores",
-    "teacher_responses", "unique_queries"} lazy frames of that shard; sink(shard, rows) receives each
-    shard's final rows (with text). Returns (narrow final rows for the card, Stage I decisions, drops)."""
-    shards = list(shards)
-    kept, decisions, drops = select_mix(scans, shards, mix=mix, pool_teachers=pool_teachers, thresholds=thresholds,
-                                        scored_statuses=scored_statuses)
-    emit_mix(scans, shards, kept, system_prompts=system_prompts, default_system_prompt=default_system_prompt,
-             sink=sink)
-    return kept, decisions, drops

@@ -117,7 +117,7 @@ class PartitionInputs:
 
     def write_stamp(self, lake, outcomes: pl.DataFrame, version: int, context=None) -> None:
         """After the outcomes' write (Delta `version`): what they were computed from."""
-        at = DeltaTable(lake.uri(OUTCOMES), version=version, storage_options=lake._opts())
+        at = lake.table(OUTCOMES, version=version)
         fp, n = queries_fingerprint(self.queries, outcomes["query_id"])
         stamp = InputStamp(frozenset(self.files), frozenset(lake.partition_files(OUTCOMES, self.part, at)),
                            self.settings, fp, n)
