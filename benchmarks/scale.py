@@ -168,6 +168,12 @@ def build(root: str, storage: str = "sqlite") -> None:
             if name in report.seconds or name in rss.peaks:
                 print(f"{label}: {name}: {report.seconds.get(name, 0.0):,.1f} s, {len(report.partitions(name))} "
                       f"partitions, peak RSS {rss.peaks.get(name, 0) / 2**20:,.0f} MiB", flush=True)
+        reads = [m.get("responses_read", "") for (a, _), m in report.metadata.items() if a == "verification_outcomes"]
+        mix = report.metadata.get(("training_mix", None), {})
+        if reads or mix:
+            how = f"appended {mix.get('appended_rows')} rows" if mix.get("appended") else "built whole"
+            print(f"{label}: verification read only new files in {sum(r == 'new files only' for r in reads)} of "
+                  f"{len(reads)} partitions; training_mix {how}", flush=True)
         return total
 
     first = run("pipeline.yaml", "first build")
