@@ -181,8 +181,7 @@ class LakeResource(dg.ConfigurableResource):
 
     def file_count(self, table: str, partition: Mapping[str, str]) -> int:
         """Data files of the partition in the current version (appends add one each)."""
-        dt = self.table(table)
-        return 0 if dt is None else len(dt.file_uris(file_pruning_predicate=partition_predicate(partition)))
+        return len(self.partition_files(table, partition))
 
     def partition_files(self, table: str, partition: Mapping[str, str], dt: DeltaTable | None = None) -> dict[str, str]:
         """File name -> URI of the partition's data files in the snapshot `dt` (default: the newest).

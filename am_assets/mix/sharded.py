@@ -82,13 +82,11 @@ def global_cut(narrow: pl.DataFrame, *, mix) -> tuple[pl.DataFrame, dict]:
 
 
 def text_rows(keep: pl.DataFrame, difficulty: pl.LazyFrame, responses: pl.LazyFrame, queries: pl.LazyFrame,
-              outcomes: pl.LazyFrame | None = None, *, system_prompts: Mapping[str, str],
-              default_system_prompt: str) -> pl.DataFrame:
+              outcomes: pl.LazyFrame, *, system_prompts: Mapping[str, str], default_system_prompt: str) -> pl.DataFrame:
     """Pass 2 for one shard: the kept narrow rows with their text, chat `messages` and lineage columns
     (and the verdict cache's `content_key` of each response, from `outcomes`: what append.py compares)."""
     ids, qids = keep.select("response_id").lazy(), keep.select("query_id").unique().lazy()
-    if outcomes is not None:
-        keep = keep.join(_content_keys(outcomes, ids), on="response_id", how="left")
+    keep = keep.join(_content_keys(outcomes, ids), on="response_id", how="left")
     resp = (responses.select(_present(responses, RESPONSE_COLUMNS)).join(ids, on="response_id", how="semi")
             .unique("response_id", keep="first").collect(engine="streaming"))
     qlf = _queries(queries)

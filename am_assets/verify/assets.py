@@ -36,12 +36,13 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         queries = lake.read("unique_queries", {"shard": part["shard"]})
         cached = lake.read(TABLE, part)
         judged = Judge(judge, cfg, engines)  # a judge may run on vLLM: in the step's model pool
+        judge_version = judged.version()
         state = read_state(lake, part)
-        inputs = PartitionInputs.open(lake, part, cfg.verification, judged.version(), queries)
-        run = dict(sandbox_factory=sandbox.get, judge=judged, judge_version=judged.version(), log=context.log.info,
+        inputs = PartitionInputs.open(lake, part, cfg.verification, judge_version, queries)
+        run = dict(sandbox_factory=sandbox.get, judge=judged, judge_version=judge_version, log=context.log.info,
                    models=engines.pool, ngram_state=state)
         df, added, stats, read = _outcomes(lake, inputs, queries, cached, cfg.verification, run, context.log)
-        version = _write(lake, df, cached, part, context, added=added)
+        version = _write(lake, df, added, part, context)
         if "ngram_update" in stats:  # after the outcomes: counts ahead of them would not match their rows
             write_state(lake, part, stats["ngram_update"], state, context)
             context.log.info(f"{part}: n-gram counts: {stats['ngram_count']}")
@@ -84,10 +85,10 @@ def build_verifier_health_check(cfg) -> dg.AssetChecksDefinition:
 
 
 def _outcomes(lake: LakeResource, inputs: PartitionInputs, queries: pl.DataFrame, cached: pl.DataFrame, vcfg,
-              run: dict, log) -> tuple[pl.DataFrame, pl.DataFrame | bool | None, dict, str]:
-    """(the partition's outcome rows; the new rows alone when the stored ones are unchanged, False when
-    a stored row changed, None when unknown; stats; what was read). Only the responses added since
-    the last run when stamp.py allows it, else the whole partition."""
+              run: dict, log) -> tuple[pl.DataFrame, pl.DataFrame | None, dict, str]:
+    """(the partition's outcome rows; the rows to append when the stored ones are unchanged, else None;
+    stats; what was read). Only the responses added since the last run when stamp.py allows it, else
+    the whole partition."""
     added, why = inputs.new_rows(lake, cached)
     fast = added is not None and verify_new_rows(added, queries, cached, vcfg,
                                                  stored_texts=lambda: inputs.stored_texts(lake, cached), **run)
@@ -95,7 +96,7 @@ def _outcomes(lake: LakeResource, inputs: PartitionInputs, queries: pl.DataFrame
         df, new_rows, stats = fast
         log.info(f"{inputs.part}: read only the {added.height} responses added since the last run "
                  f"({stats['flipped']} stored rows newly repetitive)")
-        return df, False if new_rows is None else new_rows, stats, "new files only"
+        return df, new_rows, stats, "new files only"
     if added is not None:
         why = "the stored n-gram counts, a response id or a perplexity need the stored texts"
     log.info(f"{inputs.part}: reading the whole partition ({why})")
@@ -104,24 +105,19 @@ def _outcomes(lake: LakeResource, inputs: PartitionInputs, queries: pl.DataFrame
         log.warning(f"no teacher_responses rows for {inputs.part}: writing an empty partition")
         return _empty_outcomes(), None, {"verified": 0, "reused": 0}, f"whole partition: {why}"
     df, stats = verify_partition(responses, queries, cached, vcfg, **run)
-    return df, None, stats, f"whole partition: {why}"
+    return df, appended_rows(df, cached), stats, f"whole partition: {why}"
 
 
-def _write(lake: LakeResource, df: pl.DataFrame, cached: pl.DataFrame, part: dict, context,
-           added: pl.DataFrame | bool | None = None) -> int:
-    """Append only the new responses' rows when the cached ones are unchanged (a partition of 250k
-    responses gaining 1% is not rewritten); otherwise, or past COMPACT_FILES files, rewrite it.
-    `added`: the new rows when the caller knows the cached ones are unchanged, False when it knows
-    one changed, None: compare."""
-    added = appended_rows(df, cached) if added is None else added
-    if added is False:
-        added = None
+def _write(lake: LakeResource, df: pl.DataFrame, added: pl.DataFrame | None, part: dict, context) -> int:
+    """Append only `added`, the new responses' rows, when the stored ones are unchanged (a partition
+    of 250k responses gaining 1% is not rewritten); rewrite the partition when `added` is None (a
+    stored row changed or left) or past COMPACT_FILES files."""
     if added is None or lake.file_count(TABLE, part) > COMPACT_FILES:
         return lake.write_partition(TABLE, df, part, context=context)
     if added.height == 0:
         context.log.info(f"{part}: every outcome row is as stored; nothing written")
         return lake.version(TABLE)
-    context.log.info(f"{part}: the {cached.height} stored rows are unchanged; appending {added.height}")
+    context.log.info(f"{part}: the {df.height - added.height} stored rows are unchanged; appending {added.height}")
     return lake.write_partition(TABLE, added, part, context=context, mode="append", key=["response_id"])
 
 

@@ -111,8 +111,7 @@ def appended_flags(new: pl.DataFrame, cached: pl.DataFrame, n: int, max_count: i
     write, stats); None when the stored counts do not cover `cached`. `stored_texts()` gives the
     cached rows' texts in their order; it is called only when an n-gram crossed max_count."""
     sig = signature(n, max_count)
-    if state is None or state.signature != sig or not {*_ROW_KEY, "repetitive"} <= set(cached.columns) \
-            or cached["repetitive"].null_count() or rows_fingerprint(cached.select(_ROW_KEY)) != state.fingerprint:
+    if not _counts_cover(cached, state, sig):
         return None
     texts = new["response"].fill_null("")
     windows, added, frequent, crossed = _count_new(texts, n, max_count, state)
@@ -121,7 +120,8 @@ def appended_flags(new: pl.DataFrame, cached: pl.DataFrame, n: int, max_count: i
     old = cached["repetitive"].to_numpy().copy()
     if crossed.height:
         old |= holding(stored_texts().fill_null(""), n, crossed, probes=gram_probes(texts, n, crossed))
-    fingerprint = rows_fingerprint(pl.concat([cached.select(_ROW_KEY), new.select(_ROW_KEY)]))
+    # the fingerprint is a wrapping sum: the stored rows' (checked above) plus the new rows'
+    fingerprint = int(np.array([state.fingerprint, rows_fingerprint(new.select(_ROW_KEY))], dtype=np.int64).sum())
     return flags, old, _update(state, added, fingerprint, sig), {"ngram_count": f"{new.height} new rows",
                                                                 "crossed_ngrams": crossed.height}
 
@@ -151,16 +151,20 @@ def _update(state: NgramState, added: pl.DataFrame, fingerprint: int, sig: str) 
 def _stored_flags(joined: pl.DataFrame, cached: pl.DataFrame, state: NgramState | None, sig: str) -> pl.Series | None:
     """Per row of `joined`: its stored `repetitive` flag, null for a new row; None when the stored
     counts cannot be used (missing, another rule or tokenizer, other rows, a stored row gone or changed)."""
-    if state is None or state.signature != sig or cached.height == 0 \
-            or not {*_ROW_KEY, "repetitive"} <= set(cached.columns):
+    if cached.height == 0 or not _counts_cover(cached, state, sig):
         return None
     stored = cached.select(*_ROW_KEY, "repetitive")
-    if stored["repetitive"].null_count() or rows_fingerprint(stored) != state.fingerprint:
-        return None
     flags = joined.select(_ROW_KEY).join(stored.unique(_ROW_KEY), on=_ROW_KEY, how="left",
                                          maintain_order="left")["repetitive"]
     # each stored row matched exactly once: none left or changed, none duplicated on either side
     return flags if flags.len() == joined.height and flags.is_not_null().sum() == stored.height else None
+
+
+def _counts_cover(cached: pl.DataFrame, state: NgramState | None, sig: str) -> bool:
+    """Do the stored counts (this rule's) cover exactly the `cached` outcome rows, each flagged?"""
+    return (state is not None and state.signature == sig and {*_ROW_KEY, "repetitive"} <= set(cached.columns)
+            and not cached["repetitive"].null_count()
+            and rows_fingerprint(cached.select(_ROW_KEY)) == state.fingerprint)
 
 
 def read_state(lake, part: dict[str, str]) -> NgramState | None:
