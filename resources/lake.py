@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 import dagster as dg
+import numpy as np
 import polars as pl
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -80,6 +81,17 @@ def content_hash(df: pl.DataFrame, key: list[str] | None = None) -> str:
         row_hashes = df.select(cols).hash_rows(seed=0).sort()
         h.update(row_hashes.to_numpy().tobytes())
     return h.hexdigest()
+
+
+def hash_sum(hashes: pl.Series) -> int:
+    """Order-free fingerprint of rows from their 64-bit hashes: the wrapping sum, as a signed 64-bit
+    integer (Delta has no unsigned type). The sums of parts add up to the whole's (add_hash_sums), so
+    a fingerprint or a data version follows from the stored sum and the new rows."""
+    return int(hashes.to_numpy().sum(dtype=np.uint64).view(np.int64)) if hashes.len() else 0
+
+
+def add_hash_sums(*sums: int) -> int:
+    return int(np.array(sums, dtype=np.int64).sum())  # numpy integer arrays wrap
 
 
 def run_commit_metadata(context: dg.AssetExecutionContext | None) -> dict[str, str]:

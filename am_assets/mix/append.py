@@ -25,10 +25,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from am_assets.mix.export import export_files
+from resources.lake import hash_sum
 
 SELECTION = ["response_id", "query_id", "teacher", "category", "verify_score", "stage", "selection_reason", "tokens"]
 IDENTITY = ["content_key", "prompt_tokens", "completion_tokens", "source", "threshold", "pass_rates", "cv", "level"]
@@ -37,10 +37,8 @@ EXPORTS_KEY, SUM_KEY, ROWS_KEY = "mix_export_sizes", "mix_row_hash_sum", "mix_ro
 
 
 def row_hash_sum(table: pl.DataFrame) -> int:
-    """Sum (wrapping) of the rows' 64-bit hashes over their sorted columns."""
-    if table.height == 0:
-        return 0
-    return int(table.select(sorted(table.columns)).hash_rows(seed=0).to_numpy().sum(dtype=np.uint64))
+    """resources.lake.hash_sum of the rows' hashes over their sorted columns."""
+    return hash_sum(table.select(sorted(table.columns)).hash_rows(seed=0)) if table.height else 0
 
 
 def rows_digest(schema: dict, rows: int, hash_sum: int) -> str:

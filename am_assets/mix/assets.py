@@ -19,7 +19,7 @@ from am_assets.verify.api import audit_markdown
 from resources.config import AM_SYSTEM_PROMPT
 from resources.config import shard_key
 from resources.instance import file_lock
-from resources.lake import LakeResource, materialize_result
+from resources.lake import LakeResource, add_hash_sums, materialize_result
 from resources.pipeline import PipelineConfigResource
 
 GROUP = "mix"
@@ -180,7 +180,7 @@ class _ShardSink:
         path = self.staging / f"{shard}.parquet"
         table.write_parquet(path)
         self.paths.append(str(path))
-        self.hash_sum = (self.hash_sum + row_hash_sum(table)) % 2**64
+        self.hash_sum = add_hash_sums(self.hash_sum, row_hash_sum(table))
         self.rows += table.height
         self.exports.write(rows)
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from am_assets.verify.quality import (TOKEN_PATTERN, count_and_flag, gram_probes, holding, mark_holders,
                                      ngram_counts, ngram_windows)
+from resources.lake import add_hash_sums, hash_sum
 
 STATE_TABLE = "verification_ngram_counts"
 COMPACT_BATCHES = 16
@@ -45,12 +46,8 @@ def signature(n: int, max_count: int) -> str:
 
 
 def rows_fingerprint(rows: pl.DataFrame) -> int:
-    """Order-free fingerprint of the rows' (response_id, content_key) pairs: the sum of their
-    64-bit hashes, wrapping, as a signed integer (Delta has no unsigned type)."""
-    if rows.height == 0:
-        return 0
-    hashes = rows.select(pl.struct(_ROW_KEY).hash(seed=1)).to_series().to_numpy()
-    return int(hashes.sum(dtype=np.uint64).view(np.int64))
+    """Order-free fingerprint of the rows' (response_id, content_key) pairs (resources.lake.hash_sum)."""
+    return hash_sum(rows.select(pl.struct(_ROW_KEY).hash(seed=1)).to_series())
 
 
 @dataclass(frozen=True)
@@ -121,7 +118,7 @@ def appended_flags(new: pl.DataFrame, cached: pl.DataFrame, n: int, max_count: i
     if crossed.height:
         old |= holding(stored_texts().fill_null(""), n, crossed, probes=gram_probes(texts, n, crossed))
     # the fingerprint is a wrapping sum: the stored rows' (checked above) plus the new rows'
-    fingerprint = int(np.array([state.fingerprint, rows_fingerprint(new.select(_ROW_KEY))], dtype=np.int64).sum())
+    fingerprint = add_hash_sums(state.fingerprint, rows_fingerprint(new.select(_ROW_KEY)))
     return flags, old, _update(state, added, fingerprint, sig), {"ngram_count": f"{new.height} new rows",
                                                                 "crossed_ngrams": crossed.height}
 

@@ -24,12 +24,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 from deltalake import DeltaTable
 
 from am_assets.verify.logic import OUTCOME_SCHEMA, query_rows, verifier_versions
 from am_assets.verify.registry import REGISTRY
+from resources.lake import hash_sum
 
 STAMP_TABLE = "verification_inputs"
 RESPONSES = "teacher_responses"
@@ -69,8 +69,7 @@ def queries_fingerprint(queries: pl.DataFrame, query_ids: pl.Series) -> tuple[in
     q = queries.join(pl.DataFrame({"query_id": query_ids.unique()}), on="query_id", how="semi")
     if q.height == 0:
         return 0, 0
-    hashes = q.select(pl.struct(sorted(q.columns)).hash(seed=2)).to_series().to_numpy()
-    return int(hashes.sum(dtype=np.uint64).view(np.int64)), q.height
+    return hash_sum(q.select(pl.struct(sorted(q.columns)).hash(seed=2)).to_series()), q.height
 
 
 @dataclass
