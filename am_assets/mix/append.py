@@ -28,6 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from am_assets.mix.export import export_files
+from am_assets.mix.sharded import representative_queries, response_content_keys
 from resources.lake import hash_sum
 
 SELECTION = ["response_id", "query_id", "teacher", "category", "verify_score", "stage", "selection_reason", "tokens"]
@@ -94,17 +95,14 @@ def current_identity(scans, shards: list[str], rows: pl.DataFrame) -> pl.DataFra
             continue
         s = scans(shard)
         ids, qids = keep.select("response_id").lazy(), keep.select("query_id").unique().lazy()
-        outcomes = s["verification_outcomes"].select("response_id", "content_key")
         resp = s["teacher_responses"].select("response_id", "prompt_tokens", "completion_tokens")
-        queries = s["unique_queries"]
-        if "representative" in queries.collect_schema().names():
-            queries = queries.filter(pl.col("representative").fill_null(True))
+        queries = representative_queries(s["unique_queries"]).select("query_id", "source")
         diff = s["difficulty_scores"].select("query_id", "threshold", "pass_rates", "cv", "level")
         one = lambda lf, key, sel: lf.join(sel, on=key, how="semi").unique(key, keep="first").collect(engine="streaming")
         out.append(keep.select("response_id", "query_id")
-                   .join(one(outcomes, "response_id", ids), on="response_id", how="left")
+                   .join(response_content_keys(s["verification_outcomes"], ids), on="response_id", how="left")
                    .join(one(resp, "response_id", ids), on="response_id", how="left")
-                   .join(one(queries.select("query_id", "source"), "query_id", qids), on="query_id", how="left")
+                   .join(one(queries, "query_id", qids), on="query_id", how="left")
                    .join(one(diff, "query_id", qids), on="query_id", how="left")
                    .select("response_id", *IDENTITY))
     return pl.concat(out, how="diagonal_relaxed") if out else pl.DataFrame(schema={"response_id": pl.String})

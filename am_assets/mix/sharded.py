@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 NARROW = [*SELECTED_COLUMNS, "tokens", "shard"]
 
 
-def _queries(queries: pl.LazyFrame) -> pl.LazyFrame:
+def representative_queries(queries: pl.LazyFrame) -> pl.LazyFrame:
+    """The rows the mix takes text from: representatives of their dedup cluster."""
     if "representative" in queries.collect_schema().names():
         queries = queries.filter(pl.col("representative").fill_null(True))
     return queries
@@ -46,7 +47,7 @@ def select_shard(outcomes: pl.LazyFrame, difficulty: pl.LazyFrame, responses: pl
                     pl.col("response").is_not_null().alias("_has_response"))
             .collect(engine="streaming"))
     qids = selected.select("query_id").unique().lazy()
-    qlf = _queries(queries)
+    qlf = representative_queries(queries)
     have_q = (qlf.select(_present(qlf, ["query_id", "question"])).join(qids, on="query_id", how="semi")
               .filter(pl.col("question").is_not_null()).select("query_id").unique().collect(engine="streaming"))
     narrow = selected.join(resp, on="response_id", how="left")
@@ -86,10 +87,10 @@ def text_rows(keep: pl.DataFrame, difficulty: pl.LazyFrame, responses: pl.LazyFr
     """Pass 2 for one shard: the kept narrow rows with their text, chat `messages` and lineage columns
     (and the verdict cache's `content_key` of each response, from `outcomes`: what append.py compares)."""
     ids, qids = keep.select("response_id").lazy(), keep.select("query_id").unique().lazy()
-    keep = keep.join(_content_keys(outcomes, ids), on="response_id", how="left")
+    keep = keep.join(response_content_keys(outcomes, ids), on="response_id", how="left")
     resp = (responses.select(_present(responses, RESPONSE_COLUMNS)).join(ids, on="response_id", how="semi")
             .unique("response_id", keep="first").collect(engine="streaming"))
-    qlf = _queries(queries)
+    qlf = representative_queries(queries)
     q = (qlf.select(_present(qlf, QUERY_COLUMNS)).join(qids, on="query_id", how="semi")
          .unique("query_id", keep="first").collect(engine="streaming"))
     d = difficulty.select(DIFFICULTY_COLUMNS).join(qids, on="query_id", how="semi").collect(engine="streaming")
@@ -136,7 +137,8 @@ def emit_mix(scans: Callable[[str], dict[str, pl.LazyFrame]], shards: Iterable[s
                                   default_system_prompt=default_system_prompt))
 
 
-def _content_keys(outcomes: pl.LazyFrame, ids: pl.LazyFrame) -> pl.DataFrame:
+def response_content_keys(outcomes: pl.LazyFrame, ids: pl.LazyFrame) -> pl.DataFrame:
+    """response_id, content_key (the verdict cache's key: null in outcome tables from before it) of `ids`."""
     have = outcomes.collect_schema().names()
     key = pl.col("content_key") if "content_key" in have else pl.lit(None, pl.String).alias("content_key")
     return (outcomes.select("response_id", key).join(ids, on="response_id", how="semi")
