@@ -15,10 +15,14 @@ these were checked against (pyproject.toml pins it): re-check each name below, t
 from __future__ import annotations
 
 import inspect
+import os
 import sqlite3
+import tempfile
 import threading
+import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as db
 from alembic.migration import MigrationContext
@@ -62,9 +66,13 @@ class Staleness:
 # one connection per thread (WAL: other processes read and write meanwhile), closed when the engine
 # leaves the 16 kept or the instance is disposed. Files, tables, schema and stamp are
 # Dagster's own, so the webserver, the daemon and other processes use them with Dagster's class, and
-# dagster.yaml names no project code. tests/test_sqlite_events.py compares the files with Dagster's.
+# dagster.yaml names no project code. Creating a run's file (Dagster's ~20 tables and indexes, then the
+# stamp) still took ~30 ms a run; a new run's file is now a copy of one created once per process the
+# same way. tests/test_sqlite_events.py compares the files with Dagster's.
 _SCRIPT_LOCK = threading.Lock()
 _SCRIPT = None  # alembic's ScriptDirectory of Dagster's migrations, loaded once per process
+_TEMPLATE_LOCK = threading.Lock()
+_TEMPLATE: bytes | None = None  # an empty, stamped run database, made once per process
 _KEEP_ENGINES = 16  # run databases stay busy for one run: a few engines at once are enough
 
 
@@ -83,14 +91,12 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
 
     def _initdb(self, engine, for_index_shard: bool = False) -> None:
         # for_index_shard is only passed by __init__, which ran as Dagster's class before the swap
+        path = engine.url.database
+        if path and not os.path.exists(path):
+            _copy_template(path)
         try:
             with engine.connect() as conn:
-                context = MigrationContext.configure(conn)
-                if context.get_current_revision() is None:  # a new run's file: create and stamp it
-                    SqlEventLogStorageMetadata.create_all(engine)
-                    conn.execute(db.text("PRAGMA journal_mode=WAL;"))
-                    context.stamp(_head_script(), "head")
-                    safe_commit(conn)
+                _create_stamped(engine, conn)  # a no-op on the copy; creates it if the copy failed
         except (db.exc.DatabaseError, sqlite3.DatabaseError):  # a rival process creating it: Dagster's retries
             super()._initdb(engine, for_index_shard)
 
@@ -121,6 +127,38 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn:
                 with conn.begin():
                     yield conn
+
+
+def _create_stamped(engine, conn) -> None:
+    """Dagster's tables, WAL mode and the head stamp, in a file that has no stamp yet."""
+    context = MigrationContext.configure(conn)
+    if context.get_current_revision() is None:
+        SqlEventLogStorageMetadata.create_all(engine)
+        conn.execute(db.text("PRAGMA journal_mode=WAL;"))
+        context.stamp(_head_script(), "head")
+        safe_commit(conn)
+
+
+def _copy_template(path: str) -> None:
+    """Write the process's template at `path` unless a file is there (a rival's): the copy is written
+    beside it and linked into place, so no process sees half a file or loses its own."""
+    global _TEMPLATE
+    with _TEMPLATE_LOCK:
+        if _TEMPLATE is None:
+            with tempfile.TemporaryDirectory(prefix="am-distill-runs-") as folder:
+                engine = create_engine(f"sqlite:///{folder}/template.db", poolclass=db.pool.NullPool)
+                with engine.connect() as conn:
+                    _create_stamped(engine, conn)
+                engine.dispose()  # the last connection closed: the WAL is checkpointed into the file
+                _TEMPLATE = Path(folder, "template.db").read_bytes()
+    tmp = Path(f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        tmp.write_bytes(_TEMPLATE)
+        os.link(tmp, path)
+    except OSError:  # the file exists (a rival made it), or no hard links here: _create_stamped makes it
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def speed_up(instance) -> None:
