@@ -86,7 +86,8 @@ def _known_ids(known: pl.DataFrame | None, fingerprint: str) -> pl.DataFrame | N
     need = {"query_id", "sample_idx", "fingerprint", "response_id"}
     if known is None or not known.height or not need <= set(known.columns):
         return None
-    ids = (known.filter(pl.col("fingerprint") == fingerprint).select("query_id", "sample_idx", "response_id")
+    ids = (known.select("query_id", "sample_idx", "response_id", "fingerprint")  # not the texts: ~2x faster
+           .filter(pl.col("fingerprint") == fingerprint).drop("fingerprint")
            .unique(["query_id", "sample_idx"], keep="first"))
     sample = ids.sample(min(64, ids.height), seed=0)
     return ids if all(response_id(q, fingerprint, i) == r for q, i, r in sample.iter_rows()) else None
@@ -132,10 +133,15 @@ def plan_partition(existing: pl.DataFrame, wanted: pl.DataFrame, max_attempts: i
     in `keep` (so a killed retry loses no count) and is in `missing` too; its new row replaces it."""
     if existing.is_empty():
         return Plan(empty_responses(), wanted.with_columns(pl.lit(0, pl.Int64).alias("attempts")), 0)
-    keep = dedupe(existing).join(wanted.select("response_id"), on="response_id", how="semi")
-    done = keep.filter(~retryable(keep, max_attempts))
+    rows = dedupe(existing)
+    # the diff on the key columns only: joining the response texts along cost ~2x at 250k rows
+    keys = rows.select("response_id", "status", "attempts").join(wanted.select("response_id"),
+                                                                  on="response_id", how="semi")
+    keep = rows if keys.height == rows.height else rows.join(keys.select("response_id"), on="response_id",
+                                                             how="semi")
+    done = keys.filter(~retryable(keys, max_attempts))
     missing = (wanted.join(done.select("response_id"), on="response_id", how="anti")
-               .join(keep.select("response_id", "attempts"), on="response_id", how="left")
+               .join(keys.select("response_id", "attempts"), on="response_id", how="left")
                .with_columns(pl.col("attempts").fill_null(0)))
     return Plan(keep, missing, existing.height - keep.height)
 
