@@ -1,7 +1,7 @@
 """The whole graph up to training_mix at scale: synthetic queries, import teachers, a temp lake.
 
     .venv/bin/python -m benchmarks.scale --queries 50000 --teachers 2 --samples 4 [--shards 64]
-        [--semantic] [--keep DIR] [--storage sqlite|postgres]
+        [--semantic] [--keep DIR] [--storage sqlite|postgres] [--parallel N]
 
 Generates N word problems with numeric answers (3% planted exact duplicates, 3% paraphrases) plus 1%
 more for the incremental step, and one import-teacher file per teacher with n responses per query
@@ -17,7 +17,8 @@ partitions run; `overall peak RSS` is the process's own high-water mark (getrusa
 profile's storage, benchmarks/pg_server.py) instead of the default SQLite, which creates an event-log
 database per run and connects per event. Semantic dedup is off unless --semantic; query_embeddings
 still embeds every query, with the static model2vec embedder unless --embedder sentence_transformers
-(embedding cost: benchmarks.dedup).
+(embedding cost: benchmarks.dedup). --parallel N runs N partitions of an asset at once, each build
+step alike (`am-distill materialize --parallel N`); peak RSS then counts the worker processes too.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def upstream_names(defs) -> list[str]:
     return sorted(k.to_user_string() for k in keys if graph.get(k).is_materializable)
 
 
-def build(root: str, storage: str = "sqlite") -> None:
+def build(root: str, storage: str = "sqlite", parallel: int = 1) -> None:
     """Runs in a fresh process: first build, no-op re-run, +1% queries. `storage` postgres: the
     DAGSTER_PG_* environment reaches a server (main starts one)."""
     import dagster as dg
@@ -161,7 +162,7 @@ def build(root: str, storage: str = "sqlite") -> None:
         select = upstream_names(defs)
         with dg.DagsterInstance.get() as instance, RssSampler() as rss:
             start = time.perf_counter()
-            report = materialize_all(defs, instance, select=select, log=rss.log)
+            report = materialize_all(defs, instance, select=select, log=rss.log, parallel=parallel)
             total = time.perf_counter() - start
         print(f"{label}: total {total:,.1f} s, {len(report.ran)} partitions ran", flush=True)
         for name in select:
@@ -190,6 +191,9 @@ def build(root: str, storage: str = "sqlite") -> None:
           flush=True)
     print(f"overall peak RSS of the build process: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:,.2f} GiB", flush=True)
+    if parallel > 1:  # the workers hold the partitions' data; the per-asset peaks above sum them
+        print(f"largest worker's peak RSS: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:,.2f} GiB",
+              flush=True)
 
 
 def main() -> None:
@@ -204,6 +208,7 @@ def main() -> None:
     parser.add_argument("--keep", help="build in this folder and keep it (default: a temp folder)")
     parser.add_argument("--storage", choices=["sqlite", "postgres"], default="sqlite",
                         help="the Dagster instance's storage (postgres: a throwaway server, as in production)")
+    parser.add_argument("--parallel", type=int, default=1, help="partitions of an asset run at once (worker processes)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="am-scale-"))
@@ -223,7 +228,7 @@ def main() -> None:
                 base = stack.enter_context(tempfile.TemporaryDirectory(prefix="am-pg-"))
                 os.chmod(base, 0o755)
                 os.environ.update(stack.enter_context(postgres_server(Path(base))))
-            _, seconds, peak = run_measured(build, str(root), args.storage)
+            _, seconds, peak = run_measured(build, str(root), args.storage, args.parallel)
         print(f"benchmark process: {seconds:,.1f} s, peak RSS {peak / 2**30:,.2f} GiB", flush=True)
     finally:
         if not args.keep:
