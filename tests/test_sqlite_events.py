@@ -60,3 +60,19 @@ def test_other_storages_are_left_alone():
         kind = type(instance.event_log_storage)
         speed_up(instance)
         assert type(instance.event_log_storage) is kind is not FastSqliteEventLogStorage
+
+
+def test_a_new_run_file_is_the_stamped_template_and_a_rivals_file_stays(tmp_path):
+    from resources.dagster_internals import _copy_template
+
+    fresh = tmp_path / "fresh.db"
+    _copy_template(str(fresh))
+    with sqlite3.connect(fresh) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # WAL, as Dagster sets it
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall()  # stamped: no migration runs
+        assert conn.execute("SELECT count(*) FROM event_logs").fetchone()[0] == 0
+    rival = tmp_path / "rival.db"
+    rival.write_bytes(b"a rival process's file")
+    _copy_template(str(rival))
+    assert rival.read_bytes() == b"a rival process's file"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")]  # no half copies left
