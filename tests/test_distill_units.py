@@ -174,3 +174,16 @@ def test_auto_dtype_is_float32_on_a_cpu_without_native_bf16(tmp_path):
     assert resolve_dtype("auto", on_cpu=True, cpu_bf16=True) == "bfloat16"
     assert resolve_dtype("auto", on_cpu=False, cpu_bf16=False) == "auto"  # GPUs: vLLM picks the model's dtype
     assert resolve_dtype("bfloat16", on_cpu=True, cpu_bf16=False) == "bfloat16"  # an explicit choice stands
+
+
+def test_progress_log_paces_lines_and_always_passes_the_last():
+    from am_assets.core.progress import ProgressLog
+
+    lines = []
+    report = ProgressLog(lines.append, every_s=3600)
+    for done in range(1, 501):  # 500 chunks of a long step, well within the hour
+        report(f"{done}/500", final=done == 500)
+    assert lines == ["1/500", "500/500"]  # the start, then the end; none of the 498 between
+    report.last -= 3600  # an interval has passed
+    report("again")
+    assert lines[-1] == "again"

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from am_assets.core.progress import ProgressLog
 from am_assets.core.schema import normalize_text, text_hash
 from am_assets.dedup.nearexact import near_exact_anchor
 
@@ -76,10 +77,11 @@ def embed_with_cache(lake, embedder, texts: pl.DataFrame, log: Log = _quiet, con
     log(f"embedder {eid}: {cached.height} of {uniq.height} unique texts cached, embedding {missing.height}"
         + (f", {skipped} near-exact duplicates borrow an embedding" if skipped else ""))
     if missing.height:
-        t0 = time.monotonic()
+        t0, report = time.monotonic(), ProgressLog(log)
 
         def progress(done, total):
-            log(f"embedded {done}/{total} texts ({done / max(time.monotonic() - t0, 1e-9):.1f}/s)")
+            report(f"embedded {done}/{total} texts ({done / max(time.monotonic() - t0, 1e-9):.1f}/s)",
+                   final=done == total)
 
         # committed a chunk at a time: encoding and the Delta write each held ~2-3.5 copies of what they
         # handle (7.3 GB peak at 1M texts in one go), and a killed run keeps the chunks it finished

@@ -20,6 +20,7 @@ import polars as pl
 from am_assets.distill.logic import (RESPONSE_SCHEMA, build_conversation, completion_rows, dedupe,
                                      plan_partition, queries_to_generate, retryable, rows_frame, sampling_json,
                                      wanted_keys, with_attempts)
+from am_assets.core.progress import PROGRESS_EVERY_S, ProgressLog
 from am_assets.distill.imports import teacher_engine
 from resources.lake import COMPACT_FILES, LakeResource
 
@@ -41,19 +42,19 @@ class FillResult:
 class Progress:
     """'prompts done / total, tokens/s' to a log function, at most every `every_s` seconds."""
 
-    def __init__(self, log: Callable[[str], None], label: str, total: int, every_s: float = 10.0):
-        self.log, self.label, self.total, self.every_s = log, label, total, every_s
+    def __init__(self, log: Callable[[str], None], label: str, total: int, every_s: float = PROGRESS_EVERY_S):
+        self.label, self.total = label, total
+        self.report = ProgressLog(log, every_s)
+        self.report.last = time.monotonic()  # the first line after every_s: a short partition logs only its end
         self.done = self.tokens = 0
-        self.start = self.last = time.perf_counter()
+        self.start = time.perf_counter()
 
     def update(self, prompts: int, tokens: int, force: bool = False) -> None:
         self.done += prompts
         self.tokens += tokens
-        now = time.perf_counter()
-        if force or now - self.last >= self.every_s:
-            self.last = now
-            rate = self.tokens / max(now - self.start, 1e-9)
-            self.log(f"{self.label}: {self.done}/{self.total} prompts, {self.tokens} tokens, {rate:.1f} tok/s")
+        rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        self.report(f"{self.label}: {self.done}/{self.total} prompts, {self.tokens} tokens, {rate:.1f} tok/s",
+                    final=force)
 
 
 def read_partition(lake: LakeResource, partition: dict[str, str], dt=None) -> pl.DataFrame:
@@ -71,7 +72,8 @@ def _typed_as(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
 
 
 def fill_partition(lake: LakeResource, teacher, shard: str, queries: pl.DataFrame, *, engines,
-                   log: Callable[[str], None] = print, context=None, progress_every_s: float = 10.0) -> FillResult:
+                   log: Callable[[str], None] = print, context=None,
+                   progress_every_s: float = PROGRESS_EVERY_S) -> FillResult:
     """Make partition (teacher, shard) hold exactly n samples of `queries` (query_id, question, category).
     `engines`: the EnginesResource whose pool holds the teacher's engine."""
     t0 = time.perf_counter()

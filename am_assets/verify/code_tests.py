@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from am_assets.core.progress import ProgressLog
 from am_assets.verify.base import Verdict, Verifier, answer_part, last_code_block, no_reference
 from am_assets.verify.code_proto import needs_prelude
 from resources.sandbox import BUILD_MEMORY_MB, Program, RunResult, Sandbox
@@ -244,6 +245,7 @@ def verify_code(rows: list[dict], sandbox: Sandbox, max_tests: int, timeout_s: f
             for r in rows]
     todo = [j for j, job in enumerate(jobs) if job.program is not None]
     results: dict[int, RunResult] = {}
+    progress = ProgressLog(log)
     for start in range(0, len(todo), batch_programs):
         chunk = todo[start:start + batch_programs]
         try:
@@ -251,7 +253,8 @@ def verify_code(rows: list[dict], sandbox: Sandbox, max_tests: int, timeout_s: f
         except Exception as e:  # noqa: BLE001 - the sandbox failed: no verdict for these rows
             outs = [RunResult("sandbox_error", None, "", "", f"{type(e).__name__}: {e}"[:500], 0.0)] * len(chunk)
         results.update(zip(chunk, outs))
-        log(f"code: {min(start + batch_programs, len(todo))}/{len(todo)} test programs run ({sandbox.name} sandbox)")
+        done = min(start + batch_programs, len(todo))
+        progress(f"code: {done}/{len(todo)} test programs run ({sandbox.name} sandbox)", final=done == len(todo))
     return [score(job, results.get(j), score_mode) for j, job in enumerate(jobs)]
 
 

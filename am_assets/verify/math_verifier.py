@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import functools
 
+from am_assets.core.progress import ProgressLog
 from am_assets.verify.base import Verdict, Verifier, VerifyContext, no_reference
 from am_assets.verify.math_pool import MathPool
 
-CHUNK = 500  # items per progress line
+CHUNK = 500  # items per call to the pool
 
 
 @functools.cache
@@ -37,6 +38,7 @@ def verify_math(rows: list[dict], ctx: VerifyContext) -> list[Verdict]:
         else:
             todo.append(i)
     pool = math_pool(ctx) if todo else None
+    progress = ProgressLog(log)
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start:start + CHUNK]
         # an untagged response mixes thinking and answer: a stated answer counts only in its last lines
@@ -45,7 +47,8 @@ def verify_math(rows: list[dict], ctx: VerifyContext) -> list[Verdict]:
                             else "answer_statement_tail") for i in chunk])
         for i, d in zip(chunk, res):
             out[i] = Verdict(d["score"], d["status"], d["details"])
-        log(f"math: {min(start + CHUNK, len(todo))}/{len(todo)} verified")
+        done = min(start + CHUNK, len(todo))
+        progress(f"math: {done}/{len(todo)} verified", final=done == len(todo))
     if vcfg.math_judge_second_opinion and judge is not None:
         wrong = [i for i in todo if out[i].status == "ok" and out[i].score == 0 and rows[i]["_answer"]]
         opinions = judge.math_equivalent([(rows[i]["question"] or "", rows[i]["reference_answer"], rows[i]["_answer"])
