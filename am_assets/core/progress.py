@@ -13,9 +13,10 @@ class ProgressLog:
     run each line is a stored Dagster event (~5 ms): math verification logged every 500 rows, ~500
     lines and ~2.5 s a 250k-response partition, and the lines buried the rest of the run log."""
 
-    def __init__(self, log: Callable[[str], None], every_s: float = PROGRESS_EVERY_S):
+    def __init__(self, log: Callable[[str], None], every_s: float = PROGRESS_EVERY_S, first_at_once: bool = True):
+        """`first_at_once`: the first line says the step has started; else it waits `every_s` too."""
         self.log, self.every_s = log, every_s
-        self.last = float("-inf")  # the first line goes out at once: the step has started
+        self.last = float("-inf") if first_at_once else time.monotonic()
 
     def __call__(self, message: str, final: bool = False) -> None:
         now = time.monotonic()

@@ -44,8 +44,7 @@ class Progress:
 
     def __init__(self, log: Callable[[str], None], label: str, total: int, every_s: float = PROGRESS_EVERY_S):
         self.label, self.total = label, total
-        self.report = ProgressLog(log, every_s)
-        self.report.last = time.monotonic()  # the first line after every_s: a short partition logs only its end
+        self.report = ProgressLog(log, every_s, first_at_once=False)  # a short partition logs only its end
         self.done = self.tokens = 0
         self.start = time.perf_counter()
 
