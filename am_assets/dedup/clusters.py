@@ -21,7 +21,7 @@ import polars as pl
 
 from am_assets.core.schema import QUERY_SCHEMA
 from am_assets.dedup.decontam import find_contamination
-from am_assets.dedup.embeddings import as_list_column, embed_with_cache, to_array, with_text_hash
+from am_assets.dedup.embeddings import embed_with_cache, embedding_rows, to_array, with_text_hash
 from am_assets.dedup.knn import similar_pairs
 from am_assets.dedup.logic import choose_representatives, cluster_texts, shard_column
 from am_assets.dedup.nearexact import number_blocks
@@ -93,11 +93,11 @@ def _embeddings(lake, cfg, embedder, texts: pl.DataFrame, log: Log, context) -> 
     if lacking.any():
         log(f"dedup: {int(lacking.sum())} texts have no row in query_embeddings for {eid}; embedding them here")
         sub = texts.filter(pl.Series(lacking))
-        vecs, _, stats = embed_with_cache(lake, embedder, sub, log, context)
-        filled = pl.DataFrame({"text_hash": sub["text_hash"], "embedding": as_list_column(vecs),
-                               "embedded_as": sub["text_hash"]})
-        have = pl.concat([have.filter(~pl.col("text_hash").is_in(sub["text_hash"].implode())), filled])
+        filled, stats = embedding_rows(lake, embedder, sub, log, context)
+        have = pl.concat([have.filter(~pl.col("text_hash").is_in(sub["text_hash"].implode())),
+                          filled.with_columns(embedded_as=pl.col("text_hash"))])
         joined = texts.select("text_hash").join(have, on="text_hash", how="left", maintain_order="left")
+    del have
     return to_array(joined["embedding"]), joined["embedded_as"], stats
 
 

@@ -54,13 +54,23 @@ def _cached(lake, eid: str, hashes: pl.DataFrame) -> pl.DataFrame:
 
 def embed_with_cache(lake, embedder, texts: pl.DataFrame, log: Log = _quiet, context=None,
                      near_exact: float | None = None) -> tuple[np.ndarray, pl.Series, dict]:
-    """Embeddings for `texts` (columns text_hash, question), aligned with its rows.
+    """`embedding_rows` as an (n, d) float32 array aligned with `texts`, `embedded_as` and the stats."""
+    rows, stats = embedding_rows(lake, embedder, texts, log, context, near_exact)
+    return to_array(rows["embedding"]), rows["embedded_as"], stats
+
+
+def embedding_rows(lake, embedder, texts: pl.DataFrame, log: Log = _quiet, context=None,
+                   near_exact: float | None = None) -> tuple[pl.DataFrame, dict]:
+    """Embeddings for `texts` (columns text_hash, question): a frame aligned with its rows, with
+    columns text_hash, embedding (List(Float32)) and embedded_as (the text_hash whose embedding a row
+    carries).
 
     Reads (text_hash, embedder) hits from the cache and embeds only the rest (normalized text, so the
     key is exact), appending them. With `near_exact` (a Jaccard threshold), a missing text that is a
     near-exact duplicate of another text here (nearexact.py) is not embedded: it borrows that text's
-    embedding (never written to the cache under its own key). Returns (array, `embedded_as` = the
-    text_hash whose embedding a row carries, {"embedded_new", "reused", "near_exact_skipped", "embedder"}).
+    embedding (never written to the cache under its own key). Stats: {"embedded_new", "reused",
+    "near_exact_skipped", "embedder"}. The vectors stay a list column (an array and back again held
+    two more copies of them: ~1 GB each at 1M texts).
     """
     eid = embedder.embedder_id()
     uniq = texts.select("text_hash", "question").unique("text_hash", keep="first", maintain_order=True)
@@ -96,5 +106,5 @@ def embed_with_cache(lake, embedder, texts: pl.DataFrame, log: Log = _quiet, con
     mapping = pl.DataFrame({"text_hash": uniq["text_hash"], "embedded_as": source_of})
     aligned = (texts.select("text_hash").join(mapping, on="text_hash", how="left", maintain_order="left")
                .join(cached.rename({"text_hash": "embedded_as"}), on="embedded_as", how="left", maintain_order="left"))
-    return to_array(aligned["embedding"]), aligned["embedded_as"], {
+    return aligned.select("text_hash", "embedding", "embedded_as"), {
         "embedded_new": missing.height, "reused": int(is_cached.sum()), "near_exact_skipped": skipped, "embedder": eid}

@@ -20,7 +20,7 @@ import polars as pl
 from am_assets.dedup.logic import UnionFind
 
 NUM_PERM = 128
-_SIGNATURE_CHUNK = 50_000
+_SIGNATURE_CHUNK = 10_000
 BANDS = 16  # 16 bands x 8 rows: a pair at Jaccard 0.8 is a candidate with p ~0.95, at 0.9 ~1.0
 SEED = 1
 _WORD = re.compile(r"[^\W_]+")
@@ -109,19 +109,34 @@ def band_keys(sigs: np.ndarray, bands: int = BANDS) -> np.ndarray:
     return h
 
 
-def candidate_pairs(keys: np.ndarray, extra: list[str]) -> np.ndarray:
-    """(m, 2) index pairs i < j sharing a band key or the same `extra` key (strong normalization)."""
-    n, bands = keys.shape
+def lsh_keys(texts: list[str]) -> np.ndarray:
+    """(n, BANDS + 1) uint64: the band keys of each text's MinHash, then a hash of its strong key.
+
+    A chunk of texts at a time, keeping only these 136 bytes a text: the full digest matrix, its
+    uint64 copy and the shingle sets of every text took ~5.5 GB at 1M texts."""
+    n = len(texts)
+    keys = np.empty((n, BANDS + 1), np.uint64)
+    for start in range(0, n, _SIGNATURE_CHUNK):
+        part = texts[start:start + _SIGNATURE_CHUNK]
+        end = start + len(part)
+        keys[start:end, :BANDS] = band_keys(signatures([shingles(t) for t in part]))
+        strong = pl.Series([strong_key(t) for t in part], dtype=pl.String)
+        keys[start:end, BANDS] = strong.hash(seed=SEED).to_numpy()
+    return keys
+
+
+def candidate_pairs(keys: np.ndarray) -> np.ndarray:
+    """(m, 2) index pairs a < b sharing a key in one column of `keys` (lsh_keys: a band, or the
+    strong key). A column at a time: one long frame of every (text, column) took ~1 GB at 1M texts."""
+    n = keys.shape[0]
     idx = np.arange(n, dtype=np.int64)
-    df = pl.concat([
-        pl.DataFrame({"i": np.repeat(idx, bands), "band": np.tile(np.arange(bands, dtype=np.int64), n),
-                      "k": keys.ravel()}),
-        pl.DataFrame({"i": idx, "band": np.full(n, bands, np.int64),
-                      "k": pl.Series(extra, dtype=pl.String).hash(seed=SEED)}),
-    ])
-    groups = df.group_by("band", "k").agg(pl.col("i").unique().sort()).filter(pl.col("i").list.len() > 1)
-    # pairs: each member with the group's first member (enough for connectivity, linear in group size)
-    pairs = groups.select(a=pl.col("i").list.first(), b=pl.col("i").list.slice(1)).explode("b").unique()
+    found = []
+    for col in range(keys.shape[1]):
+        groups = (pl.DataFrame({"i": idx, "k": keys[:, col]}).group_by("k").agg(pl.col("i").sort())
+                  .filter(pl.col("i").list.len() > 1))
+        # each member with the group's first member: enough for connectivity, linear in group size
+        found.append(groups.select(a=pl.col("i").list.first(), b=pl.col("i").list.slice(1)).explode("b"))
+    pairs = pl.concat(found).unique()
     if pairs.height == 0:
         return np.zeros((0, 2), np.int64)
     return pairs.select("a", "b").to_numpy().astype(np.int64)
@@ -143,32 +158,27 @@ def near_exact_anchor(texts: list[str], threshold: float, preferred: np.ndarray 
     anchor = np.arange(n, dtype=np.int64)
     if n < 2:
         return anchor, 0
-    # every text's shingle set at once is ~2 GB of Python objects at 1M texts: the sets live one chunk
-    # at a time (a text's digest does not depend on the others in its chunk), each kept as one joined
-    # string (~10x smaller) for the texts that meet in a candidate pair
-    keys = [strong_key(t) for t in texts]
-    sigs, packed = [], []
-    for start in range(0, n, _SIGNATURE_CHUNK):
-        chunk = [shingles(t) for t in texts[start:start + _SIGNATURE_CHUNK]]
-        sigs.append(signatures(chunk))
-        packed += ["\x00".join(s) for s in chunk]  # a word never holds \x00
-    pairs = candidate_pairs(band_keys(np.concatenate(sigs)), keys)
-    del sigs, chunk
-    involved = np.unique(pairs).tolist()
-    sets = {i: set(packed[i].split("\x00")) if packed[i] else set() for i in involved}
-    nums = {i: numbers(texts[i]) for i in involved}
+    pairs = candidate_pairs(lsh_keys(texts))
+    # the numbers first (cheap, and most candidates of templated text differ in them), then shingle
+    # sets and strong keys for the texts of the pairs left only
+    nums = {i: numbers(texts[i]) for i in np.unique(pairs).tolist()}
+    pairs = [(a, b) for a, b in pairs.tolist() if nums[a] == nums[b]]
+    del nums
+    involved = sorted({i for pair in pairs for i in pair})
+    sets = {i: shingles(texts[i]) for i in involved}
+    keys = {i: strong_key(texts[i]) for i in involved}
     uf = UnionFind(n)
     verified = 0
-    for a, b in pairs.tolist():
-        if nums[a] == nums[b] and (keys[a] == keys[b] or jaccard(sets[a], sets[b]) >= threshold):
+    for a, b in pairs:
+        if keys[a] == keys[b] or jaccard(sets[a], sets[b]) >= threshold:
             uf.union(a, b)
             verified += 1
-    roots = uf.roots()
+    roots = np.asarray(uf.roots(), dtype=np.int64)
     pref = preferred if preferred is not None else np.zeros(n, bool)
     # per component: first preferred member, else the lowest index
     order = np.lexsort((np.arange(n), ~pref, roots))
-    first_of_root: dict[int, int] = {}
-    for i in order.tolist():
-        first_of_root.setdefault(int(roots[i]), i)
-    anchor = np.array([first_of_root[int(r)] for r in roots], dtype=np.int64)
-    return anchor, verified
+    ranked = roots[order]
+    first = order[np.r_[True, ranked[1:] != ranked[:-1]]]
+    first_of_root = np.empty(n, dtype=np.int64)
+    first_of_root[roots[first]] = first
+    return first_of_root[roots], verified
