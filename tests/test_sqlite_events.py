@@ -76,3 +76,50 @@ def test_a_new_run_file_is_the_stamped_template_and_a_rivals_file_stays(tmp_path
     _copy_template(str(rival))
     assert rival.read_bytes() == b"a rival process's file"
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")]  # no half copies left
+
+
+_STEP_PRINTS = r'''
+import os, sys
+import dagster as dg
+from dagster._core.events import DagsterEventType
+from dagster._core.instance.ref import InstanceRef
+from resources.dagster_internals import FastLocalComputeLogManager, speed_up
+
+@dg.asset
+def chatty():
+    print("stdout line from the step", flush=True)
+    os.write(2, b"stderr bytes from the step\n")  # below Python's streams, as a library's C code writes
+
+if __name__ == "__main__":
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(os.environ["DAGSTER_HOME"])) as instance:
+        speed_up(instance)
+        assert type(instance.compute_log_manager) is FastLocalComputeLogManager
+        run_id = dg.materialize([chatty], instance=instance).run_id
+        [event] = instance.all_logs(run_id, of_type=DagsterEventType.LOGS_CAPTURED)
+        file_key = event.dagster_event.event_specific_data.file_key
+        key = instance.compute_log_manager.build_log_key_for_run(run_id, file_key)
+        data = instance.compute_log_manager.get_log_data(key)
+        assert instance.compute_log_manager.is_capture_complete(key)
+        print("CAPTURED", repr(data.stdout), repr(data.stderr))
+'''
+
+
+def test_fast_compute_logs_capture_a_step_and_mirror_it_to_the_terminal(tmp_path):
+    """FastLocalComputeLogManager: the step's stdout and stderr (Python's and the file descriptors')
+    land in Dagster's log files, and reach the terminal as they did through `tail -F`."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "chatty.py"
+    script.write_text(_STEP_PRINTS)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": os.getcwd()}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    captured = next(line for line in done.stdout.splitlines() if line.startswith("CAPTURED"))
+    assert "stdout line from the step" in captured and "stderr bytes from the step" in captured
+    # the mirror: printed inside the step, shown on the process's own streams too
+    assert "stdout line from the step" in done.stdout.replace(captured, "")
+    assert "stderr bytes from the step" in done.stderr
