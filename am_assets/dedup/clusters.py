@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from am_assets.core.progress import ProgressLog
 from am_assets.core.schema import QUERY_SCHEMA
 from am_assets.dedup.decontam import find_contamination
 from am_assets.dedup.embeddings import embed_with_cache, embedding_rows, to_array, with_text_hash
@@ -35,6 +36,12 @@ Log = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
+
+
+def _paced(log: Log, line: str) -> Callable[[int, int], None]:
+    """A progress(done, total) callback logging `line` at most every 10 s (core/progress.py), and the last."""
+    report = ProgressLog(log)
+    return lambda done, total: report(line.format(done=done, total=total), final=done == total)
 
 
 def _hash(spec: dict, size: int = 8) -> str:
@@ -148,7 +155,7 @@ def compute_clusters(lake, cfg, embedder, log: Log = _quiet, context=None) -> tu
         # within those sets (exact for all but huge ones): the 3.34M-text wall, docs/dedup.md
         blocks = number_blocks(texts["question"]) if d.same_numbers else None
         edges = similar_pairs(emb, new_rows, d.cosine_threshold, d.knn, d.exact_index_max, d.approx_index, d.nprobe,
-                              progress=lambda done, total: log(f"kNN: {done}/{total} new texts searched"),
+                              progress=_paced(log, "kNN: {done}/{total} new texts searched"),
                               blocks=blocks, threads=d.threads)
         # a near-exact duplicate (it borrowed another text's embedding) is linked to that text directly
         idx = pl.DataFrame({"text_hash": texts["text_hash"], "i": np.arange(texts.height)})
@@ -177,7 +184,7 @@ def compute_clusters(lake, cfg, embedder, log: Log = _quiet, context=None) -> tu
     sub = texts[todo]
     contam = find_contamination(sub.select("query_id", "question"), emb[todo] if emb is not None else None, bench,
                                 bench_emb, dc.ngram, dc.ngram_min_share, dc.cosine_threshold, dc.max_evidence,
-                                progress=lambda done, total: log(f"decontamination: {done}/{total} texts"))
+                                progress=_paced(log, "decontamination: {done}/{total} texts"))
     if reuse_contam:
         kept = texts.filter(pl.col("cluster_id").is_not_null()).select("query_id", "contaminated_by")
         contam = pl.concat([kept, contam])

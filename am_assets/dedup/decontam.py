@@ -90,7 +90,7 @@ def find_contamination(texts: pl.DataFrame, text_emb: np.ndarray | None, bench: 
         for i, text in enumerate(questions):
             for j, share in nindex.matches(text, ngram_min_share):
                 evidence[i][(items[j][0], items[j][1], "ngram")] = round(share, 4)
-            if progress is not None and (i + 1) % 50_000 == 0:
+            if progress is not None and ((i + 1) % 50_000 == 0 or i + 1 == len(questions)):
                 progress(i + 1, len(questions))
         # embedding cosine, exact search (benchmarks are small)
         if text_emb is not None and bench_emb is not None and len(bench_emb):
