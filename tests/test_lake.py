@@ -30,6 +30,18 @@ def test_content_hash_ignores_row_order_but_not_content():
     assert content_hash(a) != content_hash(a.rename({"y": "z"}))
 
 
+def test_content_hash_is_the_same_hashed_a_slice_at_a_time(monkeypatch):
+    """The row hashes are taken a slice at a time (bounded memory): the digest does not change with the slices."""
+    import resources.lake as lake
+
+    df = pl.DataFrame({"id": [f"r{i}" for i in range(3000)], "vec": [[float(i), None] for i in range(3000)]})
+    whole = content_hash(df)
+    monkeypatch.setattr(lake, "WRITE_BATCH_BYTES", 1000)
+    assert lake._rows_per(df, lake.WRITE_BATCH_BYTES) < 100  # many slices
+    assert content_hash(df) == whole and content_hash(df.reverse()) == whole
+    assert content_hash(df.head(2999)) != whole
+
+
 def test_a_frame_is_written_in_bounded_record_batches(tmp_path):
     """delta-rs gets the frame as a stream of batches (record_batches): every row lands once, as it was."""
     from resources.lake import record_batches
