@@ -202,7 +202,11 @@ def _mirrored(stream, path: str, every_s: float = 0.2):
             while True:
                 chunk = f.read(1 << 16)
                 if chunk:
-                    os.write(terminal, chunk)
+                    try:
+                        while chunk:
+                            chunk = chunk[os.write(terminal, chunk):]
+                    except OSError:  # the terminal went away: the file still has everything
+                        return
                 elif done.is_set():
                     return
                 else:

@@ -87,7 +87,7 @@ def number_guard(edges: tuple[np.ndarray, np.ndarray, np.ndarray], questions: li
 
 
 def signatures(sets: list[set[str]]) -> np.ndarray:
-    """(n, NUM_PERM) uint32 MinHash digests. Pass a chunk at a time (near_exact_anchor: _SIGNATURE_CHUNK):
+    """(n, NUM_PERM) uint32 MinHash digests. Pass a chunk at a time (lsh_keys: _SIGNATURE_CHUNK):
     rensa hands its digests back as Python lists, 128 ints a text, ~4.6 GB at 1M texts in one call."""
     import rensa
 
@@ -173,7 +173,7 @@ def near_exact_anchor(texts: list[str], threshold: float, preferred: np.ndarray 
         if keys[a] == keys[b] or jaccard(sets[a], sets[b]) >= threshold:
             uf.union(a, b)
             verified += 1
-    roots = np.asarray(uf.roots(), dtype=np.int64)
+    roots = uf.roots()
     pref = preferred if preferred is not None else np.zeros(n, bool)
     # per component: first preferred member, else the lowest index
     order = np.lexsort((np.arange(n), ~pref, roots))
