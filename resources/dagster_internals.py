@@ -39,6 +39,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 from dagster._core.storage.local_compute_log_manager import IO_TYPE_EXTENSION, LocalComputeLogManager
 from dagster._core.storage.sql import create_engine, get_alembic_config, safe_commit
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._utils import ensure_file, touch_file
 from sqlalchemy.pool import SingletonThreadPool
 
 CHECKED_VERSION = "1.13.27"  # the Dagster these internals were checked against (= the pin in pyproject.toml)
@@ -180,15 +181,14 @@ class FastLocalComputeLogManager(LocalComputeLogManager):
         errpath = self.get_captured_local_path(log_key, IO_TYPE_EXTENSION[ComputeIOType.STDERR])
         with _mirrored(sys.stdout, outpath), _mirrored(sys.stderr, errpath):
             yield CapturedLogContext(log_key)
-        Path(self.complete_artifact_path(log_key)).touch()  # the capture is complete
+        touch_file(self.complete_artifact_path(log_key))  # the capture is complete, as Dagster marks it
 
 
 @contextmanager
 def _mirrored(stream, path: str, every_s: float = 0.2):
     """`stream` redirected to the file at `path` (appending), whose bytes a thread copies to where the
     stream pointed before, from the file's start (as `tail -c +0` does)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).touch()
+    ensure_file(path)
     try:
         terminal = os.dup(stream.fileno())
     except (AttributeError, OSError, ValueError):  # no file descriptor (a test's captured stream)

@@ -155,9 +155,8 @@ def near_exact_anchor(texts: list[str], threshold: float, preferred: np.ndarray 
     embedded) if there is one, else the lowest index. Returns (anchor indices, verified pairs).
     """
     n = len(texts)
-    anchor = np.arange(n, dtype=np.int64)
     if n < 2:
-        return anchor, 0
+        return np.arange(n, dtype=np.int64), 0
     pairs = candidate_pairs(lsh_keys(texts))
     # the numbers first (cheap, and most candidates of templated text differ in them), then shingle
     # sets and strong keys for the texts of the pairs left only
