@@ -55,3 +55,31 @@ def test_a_frame_is_written_in_bounded_record_batches(tmp_path):
     lake.write_partition("t", df.head(7), {"shard": "s0"}, mode="append")
     back = lake.read("t", {"shard": "s0"}).drop("shard")
     assert back.sort("id").equals(pl.concat([df, df.head(7)]).sort("id"))
+
+
+def test_the_kept_newest_snapshot_follows_other_writers_and_a_table_made_again(tmp_path):
+    """LakeResource keeps each table's newest snapshot between calls and only reads the commits since:
+    a write by another writer is seen, a table removed and created again at the same path is
+    opened anew, and a snapshot handed out by `table()` does not move when the kept one does."""
+    import shutil
+
+    from deltalake import write_deltalake
+
+    lake = LakeResource(root=str(tmp_path))
+    lake.write_partition("t", pl.DataFrame({"x": [1]}), {"shard": "s0"})
+    held = lake.table("t")
+    assert lake.version("t") == held.version() == 1
+    write_deltalake(str(tmp_path / "t"), pl.DataFrame({"x": [2], "shard": ["s1"]}).to_arrow(), mode="append",
+                    partition_by=["shard"])  # another writer
+    assert lake.version("t") == 2 and sorted(lake.read("t")["x"].to_list()) == [1, 2]
+    assert held.version() == 1 and pl.scan_delta(held).collect()["x"].to_list() == [1]
+    assert set(lake.partition_files("t", {"shard": "s1"})) == {
+        f.rsplit("/", 1)[-1] for f in lake.table("t").file_uris() if "shard=s1" in f}
+
+    shutil.rmtree(tmp_path / "t")  # and made again by another writer, one commit so far
+    write_deltalake(str(tmp_path / "t"), pl.DataFrame({"x": [7], "shard": ["s0"]}).to_arrow(), partition_by=["shard"])
+    assert lake.version("t") == 0 and lake.read("t")["x"].to_list() == [7]
+    v = lake.write_partition("t", pl.DataFrame({"x": [8]}), {"shard": "s0"}, mode="append")
+    assert lake.version("t") == v == lake.table("t").version() and sorted(lake.read("t")["x"].to_list()) == [7, 8]
+    shutil.rmtree(tmp_path / "t")
+    assert not lake.exists("t") and lake.read("t").height == 0

@@ -20,8 +20,18 @@ TABLE = "verification_outcomes"
 
 
 def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
+    pdef = teacher_shard_partitions(cfg.shards)
+
+    # The check is evaluated in the asset's own step, from the rows it just wrote: a separate check step
+    # read the partition again and cost a second step per run (~5 stored events), on each of the 32
+    # verification runs of adding a source. partitions_def on a check spec is a preview in Dagster
+    # 1.13, but it is what records one evaluation per teacher x shard.
     @dg.asset(
-        name=TABLE, partitions_def=teacher_shard_partitions(cfg.shards), group_name=GROUP, code_version="1",
+        name=TABLE, partitions_def=pdef, group_name=GROUP, code_version="1",
+        check_specs=[dg.AssetCheckSpec(
+            "verifier_health", asset=TABLE, partitions_def=pdef, blocking=False,
+            description="ERROR when a verifier's share of unparseable, verifier_error or timeout rows in the "
+                        "partition is above verification.max_failure_share (default 5%).")],
         deps=[dg.AssetDep("teacher_responses", partition_mapping=dg.IdentityPartitionMapping()),
               dg.AssetDep("unique_queries",
                           partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="shard"))],
@@ -49,39 +59,24 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         if df.height:
             inputs.write_stamp(lake, df, version, context)
         context.log.info(f"{part}: {stats['verified']} verified, {stats['reused']} reused from the cache")
-        return materialize_result(lake, TABLE, df, version, {
+        health = verifier_health(df)
+        result = materialize_result(lake, TABLE, df, version, {
             **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary(df).items()},
-            "verifier_health": dg.MetadataValue.json(health_metadata(verifier_health(df))),
+            "verifier_health": dg.MetadataValue.json(health_metadata(health)),
             "verified": stats["verified"], "reused_from_cache": stats["reused"], "responses_read": read,
             "stored_rows_flagged_repetitive": stats.get("flipped", 0),
         })
+        return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
+                                    check_results=[_health_check(health, cfg.verification.max_failure_share)])
 
     return verification_outcomes
 
 
-def build_verifier_health_check(cfg) -> dg.AssetChecksDefinition:
-    # partitions_def on a check is a preview in Dagster 1.13, but it is what records one evaluation per
-    # teacher x shard (a check without it is asset-wide and would have to read every partition)
-    pdef = teacher_shard_partitions(cfg.shards)
-
-    @dg.asset_check(asset=TABLE, name="verifier_health", partitions_def=pdef,
-                    blocking=False, description="ERROR when a verifier's share of unparseable, verifier_error or "
-                    "timeout rows in the partition is above verification.max_failure_share (default 5%).")
-    def verifier_health_check(context: dg.AssetCheckExecutionContext, lake: LakeResource,
-                              pipeline: PipelineConfigResource) -> dg.AssetCheckResult:
-        max_share = pipeline.load().verification.max_failure_share
-        key = context.op_execution_context.partition_key  # a plain "s00|t1" when launched by tag only
-        key = key if isinstance(key, dg.MultiPartitionKey) else pdef.get_partition_key_from_str(key)
-        part = key.keys_by_dimension
-        rows = (lake.scan(TABLE, part).select("verifier", "status").collect() if lake.exists(TABLE)
-                else pl.DataFrame(schema={"verifier": pl.String, "status": pl.String}))
-        health = verifier_health(rows)
-        passed, text = health_verdict(health, max_share)
-        return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=text,
-                                   metadata={"max_failure_share": max_share, "summary": text,
-                                             "verifiers": dg.MetadataValue.json(health_metadata(health))})
-
-    return verifier_health_check
+def _health_check(health: pl.DataFrame, max_share: float) -> dg.AssetCheckResult:
+    passed, text = health_verdict(health, max_share)
+    return dg.AssetCheckResult(check_name="verifier_health", passed=passed, severity=dg.AssetCheckSeverity.ERROR,
+                               description=text, metadata={"max_failure_share": max_share, "summary": text,
+                                                           "verifiers": dg.MetadataValue.json(health_metadata(health))})
 
 
 def _outcomes(lake: LakeResource, inputs: PartitionInputs, queries: pl.DataFrame, cached: pl.DataFrame, vcfg,
