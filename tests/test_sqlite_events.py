@@ -1,13 +1,15 @@
-"""resources/dagster_internals.py (FastSqliteEventLogStorage): the runner's faster SQLite event log writes what Dagster's own class
-writes (same run files, same schema and alembic stamp), and other processes read it with that class."""
+"""resources/dagster_internals.py (FastSqliteEventLogStorage, FastSqliteRunStorage): the runner's faster SQLite event
+log and run storage write what Dagster's own classes write (same run files, same schema and alembic stamp), and
+other processes read them with those classes."""
 
 import sqlite3
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
-from resources.dagster_internals import FastSqliteEventLogStorage, speed_up
+from resources.dagster_internals import FastSqliteEventLogStorage, FastSqliteRunStorage, speed_up
 
 PARTS = dg.StaticPartitionsDefinition(["a", "b"])
 
@@ -34,11 +36,18 @@ def test_fast_event_log_writes_what_dagster_reads(tmp_path, monkeypatch):
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         speed_up(instance)
         assert type(instance.event_log_storage) is FastSqliteEventLogStorage
+        assert type(instance.run_storage) is FastSqliteRunStorage
         runs = [dg.materialize([numbers], partition_key=pk, instance=instance).run_id for pk in ("a", "b", "b")]
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as rival:  # another process, meanwhile
+            assert rival.get_run_by_id(runs[-1]).status == dg.DagsterRunStatus.SUCCESS
+            rival_run = dg.materialize([numbers], partition_key="a", instance=rival).run_id
+        assert instance.get_run_by_id(rival_run).status == dg.DagsterRunStatus.SUCCESS  # seen by the kept connection
+        assert {r.run_id for r in instance.get_runs()} == {before.run_id, rival_run, *runs}
 
     runs_dir = home / "history" / "runs"
     # the instance closed its connections when disposed: SQLite checkpoints and removes each WAL file
     assert not [p.name for p in runs_dir.glob("*.db-wal") if p.name.split(".")[0] in runs]
+    assert not (home / "history" / "runs.db-wal").exists()
     reference = _schema(runs_dir / f"{before.run_id}.db")
     assert reference[1], "Dagster stamps a run file with its alembic revision"
     for run_id in runs:  # each new run file: Dagster's tables, indexes and revision
@@ -46,9 +55,10 @@ def test_fast_event_log_writes_what_dagster_reads(tmp_path, monkeypatch):
 
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as reader:  # Dagster's own class reads them
         assert type(reader.event_log_storage) is SqliteEventLogStorage
+        assert type(reader.run_storage) is SqliteRunStorage
         mats = reader.fetch_materializations(dg.AssetKey("numbers"), limit=10).records
-        assert sorted(r.run_id for r in mats) == sorted([before.run_id, *runs])
-        assert sorted(r.partition_key for r in mats) == ["a", "a", "b", "b"]
+        assert sorted(r.run_id for r in mats) == sorted([before.run_id, rival_run, *runs])
+        assert sorted(r.partition_key for r in mats) == ["a", "a", "a", "b", "b"]
         for run_id in runs:
             logs = [e.user_message for e in reader.all_logs(run_id) if not e.is_dagster_event]
             assert any(m.startswith("partition ") for m in logs)
@@ -57,9 +67,10 @@ def test_fast_event_log_writes_what_dagster_reads(tmp_path, monkeypatch):
 
 def test_other_storages_are_left_alone():
     with dg.DagsterInstance.ephemeral() as instance:  # in-memory event log: not Dagster's SQLite class
-        kind = type(instance.event_log_storage)
+        kind, runs = type(instance.event_log_storage), type(instance.run_storage)
         speed_up(instance)
         assert type(instance.event_log_storage) is kind is not FastSqliteEventLogStorage
+        assert type(instance.run_storage) is runs is not FastSqliteRunStorage
 
 
 def test_a_new_run_file_is_the_stamped_template_and_a_rivals_file_stays(tmp_path):
