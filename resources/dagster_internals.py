@@ -70,8 +70,8 @@ class Staleness:
 # checkpoints it). With one run per stale partition (101 runs to add 1% queries at 16 shards x 2
 # teachers) that was ~0.35 s of each ~0.8 s run here. `speed_up` swaps an open instance's plain SQLite
 # event log for a subclass that reads the scripts once per process and keeps an engine per file with
-# one connection per thread (WAL: other processes read and write meanwhile), closed when the engine
-# leaves the 16 kept or the instance is disposed. Files, tables, schema and stamp are
+# one connection per thread (WAL: other processes read and write meanwhile; synchronous=NORMAL, as the
+# run storage below), closed when the engine leaves the 16 kept or the instance is disposed. Files, tables, schema and stamp are
 # Dagster's own, so the webserver, the daemon and other processes use them with Dagster's class, and
 # dagster.yaml names no project code. Creating a run's file (Dagster's ~20 tables and indexes, then the
 # stamp) still took ~30 ms a run; a new run's file is now a copy of one created once per process the
@@ -112,6 +112,7 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
         if engine is None:
             engine = create_engine(self.conn_string_for_shard(shard), poolclass=SingletonThreadPool,
                                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+            db.event.listen(engine, "connect", _wal_normal)
         self._engines[shard] = engine
         while len(self._engines) > _KEEP_ENGINES:
             self._engines.popitem(last=False)[1].dispose()

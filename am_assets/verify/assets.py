@@ -52,13 +52,16 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         run = dict(sandbox_factory=sandbox.get, judge=judged, judge_version=judge_version, log=context.log.info,
                    models=engines.pool, ngram_state=state)
         df, added, stats, read = _outcomes(lake, inputs, queries, cached, cfg.verification, run, context.log)
-        version = _write(lake, df, added, part, context)
+        version, written = _write(lake, df, added, part, context)
         if "ngram_update" in stats:  # after the outcomes: counts ahead of them would not match their rows
             write_state(lake, part, stats["ngram_update"], state, context)
-            context.log.info(f"{part}: n-gram counts: {stats['ngram_count']}")
         if df.height:
             inputs.write_stamp(lake, df, version, context)
-        context.log.info(f"{part}: {stats['verified']} verified, {stats['reused']} reused from the cache")
+        # one line per partition: each log line is a stored event (~5 ms), 32 partitions a run of adding a source
+        flipped = f" ({stats['flipped']} stored rows newly repetitive)" if "flipped" in stats else ""
+        counts = f"; n-gram counts: {stats['ngram_count']}" if "ngram_count" in stats else ""
+        context.log.info(f"{part}: responses read: {read}{flipped}; {stats['verified']} verified, {stats['reused']} reused "
+                         f"from the cache; {written}{counts}")
         health = verifier_health(df)
         result = materialize_result(lake, TABLE, df, version, {
             **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary(df).items()},
@@ -89,8 +92,6 @@ def _outcomes(lake: LakeResource, inputs: PartitionInputs, queries: pl.DataFrame
                                                  stored_texts=lambda: inputs.stored_texts(lake, cached), **run)
     if fast:
         df, new_rows, stats = fast
-        log.info(f"{inputs.part}: read only the {added.height} responses added since the last run "
-                 f"({stats['flipped']} stored rows newly repetitive)")
         return df, new_rows, stats, "new files only"
     if added is not None:
         why = "the stored n-gram counts, a response id or a perplexity need the stored texts"
@@ -103,17 +104,16 @@ def _outcomes(lake: LakeResource, inputs: PartitionInputs, queries: pl.DataFrame
     return df, appended_rows(df, cached), stats, f"whole partition: {why}"
 
 
-def _write(lake: LakeResource, df: pl.DataFrame, added: pl.DataFrame | None, part: dict, context) -> int:
-    """Append only `added`, the new responses' rows, when the stored ones are unchanged (a partition
-    of 250k responses gaining 1% is not rewritten); rewrite the partition when `added` is None (a
-    stored row changed or left) or past COMPACT_FILES files."""
+def _write(lake: LakeResource, df: pl.DataFrame, added: pl.DataFrame | None, part: dict, context) -> tuple[int, str]:
+    """(Delta version, what was written). Append only `added`, the new responses' rows, when the stored
+    ones are unchanged (a partition of 250k responses gaining 1% is not rewritten); rewrite the
+    partition when `added` is None (a stored row changed or left) or past COMPACT_FILES files."""
     if added is None or lake.file_count(TABLE, part) > COMPACT_FILES:
-        return lake.write_partition(TABLE, df, part, context=context)
+        return lake.write_partition(TABLE, df, part, context=context), f"wrote the partition ({df.height} rows)"
     if added.height == 0:
-        context.log.info(f"{part}: every outcome row is as stored; nothing written")
-        return lake.version(TABLE)
-    context.log.info(f"{part}: the {df.height - added.height} stored rows are unchanged; appending {added.height}")
-    return lake.write_partition(TABLE, added, part, context=context, mode="append", key=["response_id"])
+        return lake.version(TABLE), "every outcome row is as stored: nothing written"
+    version = lake.write_partition(TABLE, added, part, context=context, mode="append", key=["response_id"])
+    return version, f"the {df.height - added.height} stored rows are unchanged: appended {added.height}"
 
 
 def _empty_outcomes():
