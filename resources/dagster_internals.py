@@ -71,11 +71,11 @@ class Staleness:
 # teachers) that was ~0.35 s of each ~0.8 s run here. `speed_up` swaps an open instance's plain SQLite
 # event log for a subclass that reads the scripts once per process and keeps an engine per file with
 # one connection per thread (WAL: other processes read and write meanwhile; synchronous=NORMAL, as the
-# run storage below), closed when the engine leaves the 16 kept or the instance is disposed. Files, tables, schema and stamp are
-# Dagster's own, so the webserver, the daemon and other processes use them with Dagster's class, and
-# dagster.yaml names no project code. Creating a run's file (Dagster's ~20 tables and indexes, then the
-# stamp) still took ~30 ms a run; a new run's file is now a copy of one created once per process the
-# same way. tests/test_sqlite_events.py compares the files with Dagster's.
+# run storage below), closed when the engine leaves the 16 kept or the instance is disposed. Files,
+# tables, schema and stamp are Dagster's own, so the webserver, the daemon and other processes use
+# them with Dagster's class, and dagster.yaml names no project code. Creating a run's file (Dagster's
+# ~20 tables and indexes, then the stamp) still took ~30 ms a run; a new run's file is now a copy of
+# one created once per process the same way. tests/test_sqlite_events.py compares the files with Dagster's.
 _SCRIPT_LOCK = threading.Lock()
 _SCRIPT = None  # alembic's ScriptDirectory of Dagster's migrations, loaded once per process
 _TEMPLATE_LOCK = threading.Lock()
@@ -268,8 +268,8 @@ def _mirrored(stream, path: str, every_s: float = 0.2):
 def speed_up(instance) -> None:
     """Use FastSqliteEventLogStorage for `instance`'s event log and FastSqliteRunStorage for its run
     storage when they are exactly Dagster's SQLite ones (a Postgres instance or another class is left
-    as it is), and FastLocalComputeLogManager for its
-    compute logs when they are exactly Dagster's local ones."""
+    as it is), and FastLocalComputeLogManager for its compute logs when they are exactly Dagster's
+    local ones."""
     storage = getattr(instance, "_event_storage", None)
     if type(storage) is SqliteEventLogStorage:
         storage.__class__ = FastSqliteEventLogStorage  # Dagster's fields, plus the engines it keeps

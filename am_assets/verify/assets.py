@@ -57,11 +57,11 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
             write_state(lake, part, stats["ngram_update"], state, context)
         if df.height:
             inputs.write_stamp(lake, df, version, context)
-        # one line per partition: each log line is a stored event (~5 ms), 32 partitions a run of adding a source
+        # one line per partition: each log line is a stored event (~5 ms), for each of 32 partitions
         flipped = f" ({stats['flipped']} stored rows newly repetitive)" if "flipped" in stats else ""
         counts = f"; n-gram counts: {stats['ngram_count']}" if "ngram_count" in stats else ""
-        context.log.info(f"{part}: responses read: {read}{flipped}; {stats['verified']} verified, {stats['reused']} reused "
-                         f"from the cache; {written}{counts}")
+        context.log.info(f"{part}: responses read: {read}{flipped}; {stats['verified']} verified, "
+                         f"{stats['reused']} reused from the cache; {written}{counts}")
         health = verifier_health(df)
         result = materialize_result(lake, TABLE, df, version, {
             **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary(df).items()},
