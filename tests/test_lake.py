@@ -57,6 +57,22 @@ def test_a_frame_is_written_in_bounded_record_batches(tmp_path):
     assert back.sort("id").equals(pl.concat([df, df.head(7)]).sort("id"))
 
 
+def test_row_groups_are_bounded_so_ordered_columns_prune(tmp_path):
+    """Files hold row groups of at most ROW_GROUP_ROWS rows, with statistics and the usual compression."""
+    import pyarrow.parquet as pq
+
+    from resources.lake import ROW_GROUP_ROWS
+
+    lake = LakeResource(root=str(tmp_path))
+    n = 2 * ROW_GROUP_ROWS + 5
+    lake.write_partition("t", pl.DataFrame({"k": range(n)}), {"shard": "s0"})
+    [uri] = lake.table("t").file_uris()
+    meta = pq.ParquetFile(uri).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [ROW_GROUP_ROWS] * 2 + [5]
+    column = meta.row_group(1).column(0)
+    assert column.statistics.min == ROW_GROUP_ROWS and column.compression == "SNAPPY"
+
+
 def test_the_kept_newest_snapshot_follows_other_writers_and_a_table_made_again(tmp_path):
     """LakeResource keeps each table's newest snapshot between calls and only reads the commits since:
     a write by another writer is seen, a table removed and created again at the same path is

@@ -84,6 +84,9 @@ def dedup_clusters(context: dg.AssetExecutionContext, lake: LakeResource, pipeli
             metadata={"recomputed": False, "dedup_input_key": key, "delta_version": lake.version(TABLE)},
             data_version=dg.DataVersion(stored["dedup_data_version"]))
     table, stats, keys = compute_clusters(lake, cfg, embedder, context.log.info, context)
+    # stored in shard order: each unique_queries run reads its shard's row groups only (row-group
+    # statistics), not the whole table (~0.3 s of each of 16 runs at 1M queries, 0.03 s sorted)
+    table = table.sort("shard", maintain_order=True)
     data_version = content_hash(table)
     version = lake.write_partition(TABLE, table, None, context=context,
                                    extra_metadata={**keys, "dedup_data_version": data_version})
