@@ -90,9 +90,13 @@ def _task(args):
 
 @pytest.fixture(scope="module")
 def pool():
-    with mp.get_context("spawn").Pool(WORKERS) as p:
+    p = mp.get_context("spawn").Pool(WORKERS)
+    try:
         p.map(_task, [("warm_up", "", w, 0) for w in range(WORKERS)], chunksize=1)
         yield p
+    finally:  # close + join: Pool.terminate (what `with Pool()` does) can hang on a worker waiting for a task
+        p.close()
+        p.join()
 
 
 def race(pool, fn: str, root: str, workers: int = WORKERS) -> None:

@@ -127,9 +127,12 @@ def s3_pool(endpoint):
         for k, v in env.items():
             mp_env.setenv(k, v)
         pool = mp.get_context("spawn").Pool(WORKERS)  # children copy the environment when they start
-    with pool:
+    try:
         pool.map(_task, [("warm_up", "", w, 0) for w in range(WORKERS)], chunksize=1)
         yield pool
+    finally:  # close + join: Pool.terminate (what `with pool` does) can hang on a worker waiting for a task
+        pool.close()
+        pool.join()
 
 
 def test_concurrent_processes_on_s3_lose_and_duplicate_nothing(s3_pool, endpoint, tmp_path):
