@@ -47,8 +47,8 @@ TABLE_PROPERTIES = {"delta.checkpointInterval": "10"}
 _NEWEST = threading.local()
 
 
-def _writer() -> WriterProperties:
-    return WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY")  # the default without properties
+# SNAPPY named: WriterProperties() alone writes uncompressed files (delta-rs's default is SNAPPY)
+_WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY")
 
 
 def _log_identity(uri: str) -> tuple[int, int, int] | None:
@@ -307,9 +307,9 @@ class LakeResource(dg.ConfigurableResource):
             props = CommitProperties(custom_metadata=metadata, max_commit_retries=0)
             if append_to is None:
                 write_deltalake(dt, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props,
-                                writer_properties=_writer())
+                                writer_properties=_WRITER)
             else:
-                write_deltalake(dt, reader, mode="append", commit_properties=props, writer_properties=_writer())
+                write_deltalake(dt, reader, mode="append", commit_properties=props, writer_properties=_WRITER)
             return dt.version()
 
         return _redone_on_conflict(commit, table, "whole table")
@@ -343,7 +343,7 @@ class LakeResource(dg.ConfigurableResource):
                 return dt.version()
             retries = 0
         props = CommitProperties(custom_metadata=metadata, max_commit_retries=retries)
-        write_deltalake(dt, record_batches(df), mode=mode, commit_properties=props, writer_properties=_writer(),
+        write_deltalake(dt, record_batches(df), mode=mode, commit_properties=props, writer_properties=_WRITER,
                         **options)
         return dt.version()
 
@@ -385,8 +385,10 @@ def materialize_result(
     metadata: Mapping[str, Any] | None = None,
     *,
     column_lineage: dg.TableColumnLineage | None = None,
+    check_results: Sequence[dg.AssetCheckResult] = (),
 ) -> dg.MaterializeResult:
-    """The standard result of an asset that wrote one partition: counts, schema, version, data version."""
+    """The standard result of an asset that wrote one partition: counts, schema, version, data version
+    (and the results of checks evaluated in the asset's step)."""
     meta: dict[str, Any] = {
         "dagster/uri": lake.uri(table),
         "dagster/table_name": f"lake.{table}",
@@ -397,4 +399,5 @@ def materialize_result(
     if column_lineage is not None:
         meta["dagster/column_lineage"] = column_lineage
     meta.update(metadata or {})
-    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(content_hash(df)))
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(content_hash(df)),
+                                check_results=list(check_results))

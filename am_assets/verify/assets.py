@@ -63,23 +63,22 @@ def build_verification_outcomes(cfg) -> dg.AssetsDefinition:
         context.log.info(f"{part}: responses read: {read}{flipped}; {stats['verified']} verified, "
                          f"{stats['reused']} reused from the cache; {written}{counts}")
         health = verifier_health(df)
-        result = materialize_result(lake, TABLE, df, version, {
+        verifiers = dg.MetadataValue.json(health_metadata(health))
+        return materialize_result(lake, TABLE, df, version, {
             **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in summary(df).items()},
-            "verifier_health": dg.MetadataValue.json(health_metadata(health)),
+            "verifier_health": verifiers,
             "verified": stats["verified"], "reused_from_cache": stats["reused"], "responses_read": read,
             "stored_rows_flagged_repetitive": stats.get("flipped", 0),
-        })
-        return dg.MaterializeResult(metadata=result.metadata, data_version=result.data_version,
-                                    check_results=[_health_check(health, cfg.verification.max_failure_share)])
+        }, check_results=[_health_check(health, verifiers, cfg.verification.max_failure_share)])
 
     return verification_outcomes
 
 
-def _health_check(health: pl.DataFrame, max_share: float) -> dg.AssetCheckResult:
+def _health_check(health: pl.DataFrame, verifiers, max_share: float) -> dg.AssetCheckResult:
     passed, text = health_verdict(health, max_share)
     return dg.AssetCheckResult(check_name="verifier_health", passed=passed, severity=dg.AssetCheckSeverity.ERROR,
                                description=text, metadata={"max_failure_share": max_share, "summary": text,
-                                                           "verifiers": dg.MetadataValue.json(health_metadata(health))})
+                                                           "verifiers": verifiers})
 
 
 def _outcomes(lake: LakeResource, inputs: PartitionInputs, queries: pl.DataFrame, cached: pl.DataFrame, vcfg,
