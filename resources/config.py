@@ -16,6 +16,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from resources.file_digest import kept_digest
 from resources.secrets import key_problem
 
 CATEGORIES = ("math", "code", "science", "if", "other")
@@ -395,23 +396,19 @@ class ImportTeacher(_TeacherBase):
         return hashlib.blake2b(f"{super().fingerprint()}:{_file_hash(self.path)}".encode(), digest_size=8).hexdigest()
 
 
-_FILE_HASHES: dict[tuple, str] = {}
-
-
 def _file_hash(path: Path) -> str:
-    """Content hash, cached while size and mtime are unchanged (sensors ask every tick)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return "missing"
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
+    """Content hash, kept across commands while the file is unchanged (sensors ask every tick)."""
+    def digest() -> str:
         h = hashlib.blake2b(digest_size=12)
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
+        return h.hexdigest()
+
+    try:
+        return kept_digest(f"file\n{path}", [path], digest)
+    except OSError:
+        return "missing"
 
 
 Teacher = Annotated[Union[VllmTeacher, OpenAIServerTeacher, ImportTeacher], Field(discriminator="kind")]

@@ -18,6 +18,7 @@ from am_assets.ingest.api import (FieldError, RowError, humaneval_path, humaneva
                                   normalize_tests_fields, read_records, reasoning_gym_rows)
 from am_assets.core.schema import QUERY_SCHEMA, query_id
 from resources.config import BenchmarkConfig, CleaningConfig, FieldMapping, FileSource
+from resources.file_digest import kept_digest
 
 BENCHMARK_SCHEMA = {**QUERY_SCHEMA, "item_id": pl.String, "benchmark": pl.String}
 MBPP_TEST_IDS = (11, 510)  # the standard MBPP test split
@@ -68,15 +69,22 @@ def livecodebench_row(record: dict) -> dict:
 
 
 def benchmark_fingerprint(b: BenchmarkConfig) -> str:
-    """Data version of a benchmark: its settings plus the bytes of its file (or the HumanEval file)."""
-    h = hashlib.blake2b(digest_size=12)
-    h.update(json.dumps(b.model_dump(mode="json"), sort_keys=True).encode())
+    """Data version of a benchmark: its settings plus the bytes of its file (or the HumanEval file),
+    kept across commands while the file is unchanged (resources/file_digest.py)."""
+    settings = json.dumps(b.model_dump(mode="json"), sort_keys=True)
     path = b.path if b.kind == "file" else (humaneval_path() if b.kind == "humaneval" else None)
-    if path is not None and path.is_file():
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    files = [path] if path is not None and path.is_file() else []
+
+    def digest() -> str:
+        h = hashlib.blake2b(digest_size=12)
+        h.update(settings.encode())
+        for f in files:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        return h.hexdigest()
+
+    return kept_digest(f"benchmark\n{settings}\n{path}", files, digest)
 
 
 def benchmark_versions(cfg) -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +22,7 @@ from am_assets.core.schema import text_hash
 from am_assets.ingest.api import MISSING, RowError, get_path, read_records
 from resources.config import ImportTeacher
 from resources.engines import Completion, Engine, engine_key
+from resources.file_digest import cache_root
 
 _log = logging.getLogger(__name__)
 
@@ -136,8 +136,7 @@ class ImportEngine(Engine):
 
 def index_root() -> Path:
     """Where import indexes are cached: $AM_DISTILL_CACHE/import-index (default: the system temp folder)."""
-    base = os.environ.get("AM_DISTILL_CACHE") or Path(tempfile.gettempdir()) / "am-distill-cache"
-    return Path(base) / "import-index"
+    return cache_root() / "import-index"
 
 
 def _write_index(cfg: ImportTeacher, path: Path) -> int:

@@ -22,9 +22,7 @@ from am_assets.ingest.readers import (RowError, SourceFileError, check_readable,
                                      read_records)
 from am_assets.core.schema import QUERY_SCHEMA, REJECTED_SCHEMA, query_id
 from resources.config import CleaningConfig, FileSource, HumanEvalSource, ReasoningGymSource
-
-
-_FINGERPRINTS: dict[tuple, str] = {}
+from resources.file_digest import kept_digest
 
 
 def source_versions(cfg) -> dict[str, str]:
@@ -33,35 +31,31 @@ def source_versions(cfg) -> dict[str, str]:
 
 
 def source_fingerprint(source) -> str:
-    """Data version of a source: its settings plus, for files, the file's bytes. Cached while the
-    file's size and mtime are unchanged: the sensors ask every tick.
+    """Data version of a source: its settings plus, for files, the file's bytes. Kept across commands
+    while the files are unchanged (resources/file_digest.py): the sensors ask every tick.
 
-    Never raises: a missing or unreadable file gets a version that says so (not cached, so it changes
+    Never raises: a missing or unreadable file gets a version that says so (not kept, so it changes
     once the file can be read), and only that source's partition fails, when it runs."""
     settings = json.dumps(source.model_dump(mode="json"), sort_keys=True)
     path = source_file_path(source)
     files = _data_files(path) if path is not None else []
-    try:
-        stats = tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
-    except OSError:
-        stats = None
-    key = (settings, str(path), stats)
-    if key not in _FINGERPRINTS:
+
+    def digest() -> str:
         h = hashlib.blake2b(settings.encode(), digest_size=12)
-        try:
-            for f in files if stats is not None else []:
-                if len(files) > 1:  # which part holds which bytes (a single file: its bytes alone, as ever)
-                    h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-                with open(f, "rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(block)
-        except OSError as e:
-            h.update(f"unreadable: {e.errno}".encode())
-            return h.hexdigest()
-        if stats is None:
-            return h.hexdigest()
-        _FINGERPRINTS[key] = h.hexdigest()
-    return _FINGERPRINTS[key]
+        for f in files:
+            if len(files) > 1:  # which part holds which bytes (a single file: its bytes alone, as ever)
+                h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        return h.hexdigest()
+
+    try:
+        return kept_digest(f"source\n{settings}\n{path}", files, digest)
+    except OSError as e:
+        h = hashlib.blake2b(settings.encode(), digest_size=12)
+        h.update(f"unreadable: {e.errno}".encode())
+        return h.hexdigest()
 
 
 def _data_files(path: Path) -> list[Path]:
