@@ -24,7 +24,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 COMMIT_ATTEMPTS = 10  # each round of conflicts lets at least one writer through
@@ -49,6 +49,20 @@ _NEWEST = threading.local()
 
 # SNAPPY named: WriterProperties() alone writes uncompressed files (delta-rs's default is SNAPPY)
 _WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY")
+_SAMPLE_ROWS = 4096
+
+
+def writer_properties(df: pl.DataFrame) -> WriterProperties:
+    """_WRITER, with no dictionary for the string columns whose values are mostly distinct (ids, hashes,
+    texts, JSON details). The Parquet writer builds each column's dictionary before it finds it too big
+    and falls back: a 242k-row verification partition wrote in ~0.23 s, ~0.18 s without (and smaller)."""
+    sample = df.head(_SAMPLE_ROWS)
+    distinct = [c for c, t in sample.schema.items() if t in (pl.String, pl.Binary) and sample.height >= 64
+                and sample[c].n_unique() > sample.height // 2]
+    if not distinct:
+        return _WRITER
+    return WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY",
+                            column_properties={c: ColumnProperties(dictionary_enabled=False) for c in distinct})
 
 
 def _log_identity(uri: str) -> tuple[int, int, int] | None:
@@ -297,6 +311,7 @@ class LakeResource(dg.ConfigurableResource):
         metadata = run_commit_metadata(context)
         metadata.update({k: str(v) for k, v in (extra_metadata or {}).items()})
         empty = pl.scan_parquet(paths[0]).head(0).collect()
+        writer = writer_properties(pl.read_parquet(paths[0], n_rows=_SAMPLE_ROWS))
         def commit() -> int:
             dt = self._newest(table) or self._create(table, empty, None, metadata)
             if append_to is not None and dt.version() != append_to:
@@ -307,9 +322,9 @@ class LakeResource(dg.ConfigurableResource):
             props = CommitProperties(custom_metadata=metadata, max_commit_retries=0)
             if append_to is None:
                 write_deltalake(dt, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props,
-                                writer_properties=_WRITER)
+                                writer_properties=writer)
             else:
-                write_deltalake(dt, reader, mode="append", commit_properties=props, writer_properties=_WRITER)
+                write_deltalake(dt, reader, mode="append", commit_properties=props, writer_properties=writer)
             return dt.version()
 
         return _redone_on_conflict(commit, table, "whole table")
@@ -343,7 +358,7 @@ class LakeResource(dg.ConfigurableResource):
                 return dt.version()
             retries = 0
         props = CommitProperties(custom_metadata=metadata, max_commit_retries=retries)
-        write_deltalake(dt, record_batches(df), mode=mode, commit_properties=props, writer_properties=_WRITER,
+        write_deltalake(dt, record_batches(df), mode=mode, commit_properties=props, writer_properties=writer_properties(df),
                         **options)
         return dt.version()
 

@@ -73,6 +73,25 @@ def test_row_groups_are_bounded_so_ordered_columns_prune(tmp_path):
     assert column.statistics.min == ROW_GROUP_ROWS and column.compression == "SNAPPY"
 
 
+def test_mostly_distinct_strings_are_written_without_a_dictionary(tmp_path):
+    """Ids and texts skip the dictionary the writer would build and drop; repeated values keep it.
+    Statistics and compression are those of every write, and the rows read back the same."""
+    import pyarrow.parquet as pq
+
+    lake = LakeResource(root=str(tmp_path))
+    n = 5000
+    df = pl.DataFrame({"response_id": [f"r{i:06d}" for i in range(n)], "status": ["ok", "error"] * (n // 2),
+                       "score": [float(i % 3) for i in range(n)]})
+    lake.write_partition("t", df, {"shard": "s0"})
+    [uri] = lake.table("t").file_uris()
+    meta = pq.ParquetFile(uri).metadata
+    columns = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i) for i in range(meta.num_columns)}
+    assert not any("DICTIONARY" in e for e in columns["response_id"].encodings)
+    assert any("DICTIONARY" in e for e in columns["status"].encodings)
+    assert columns["response_id"].statistics.min == "r000000" and columns["response_id"].compression == "SNAPPY"
+    assert lake.read("t", {"shard": "s0"}).drop("shard").sort("response_id").equals(df)
+
+
 def test_the_kept_newest_snapshot_follows_other_writers_and_a_table_made_again(tmp_path):
     """LakeResource keeps each table's newest snapshot between calls and only reads the commits since:
     a write by another writer is seen, a table removed and created again at the same path is
