@@ -282,6 +282,14 @@ class LakeResource(dg.ConfigurableResource):
         uris = dt.file_uris(file_pruning_predicate=partition_predicate(partition))
         return {uri.rsplit("/", 1)[-1]: uri for uri in uris}
 
+    def scan_files(self, dt: DeltaTable, uris: Sequence[str]) -> pl.LazyFrame | None:
+        """The Parquet rows of some of `dt`'s data files (column `_file`: the file's URI), or None when
+        the table's protocol asks readers for more than Parquet (see read_files)."""
+        if dt.protocol().min_reader_version > 1 or not uris:
+            return None
+        return pl.scan_parquet(list(uris), storage_options=self._opts(), include_file_paths="_file",
+                               missing_columns="insert", extra_columns="ignore")
+
     def read_files(self, dt: DeltaTable, uris: Sequence[str], partition: Mapping[str, str]) -> pl.DataFrame | None:
         """The rows of some of a partition's data files, with the table's columns and types (as `read`
         gives them); None when the table's protocol asks readers for more than Parquet (deletion

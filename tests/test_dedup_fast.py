@@ -137,6 +137,31 @@ def test_model2vec_loads_the_local_distilled_copy_and_agrees_with_minilm():
     assert (sims[np.triu_indices(60, 1)] < 0.9).mean() > 0.99
 
 
+def test_the_embedding_cache_reads_the_vectors_of_the_files_holding_a_hit_only(tmp_path, monkeypatch):
+    """A new source's texts are looked up by key first; only the cache files holding one of them are
+    read for their vectors (none when nothing is cached), and the hits come back as stored."""
+    from am_assets.dedup import embeddings
+    from am_assets.dedup.embeddings import embed_with_cache, with_text_hash
+    from resources.lake import LakeResource
+
+    monkeypatch.setattr(embeddings, "EMBED_CHUNK", 40)  # one cache file per 40 texts
+    lake, embedder = LakeResource(root=str(tmp_path)), EmbedderResource(kind="model2vec")
+    texts = with_text_hash(pl.DataFrame({"question": _gsm(0, 120)}))
+    first, _, stats = embed_with_cache(lake, embedder, texts)
+    assert stats["embedded_new"] == 120 and len(lake.partition_files("embedding_cache", {"embedder": embedder.embedder_id()})) == 3
+    read = []
+    scan_files = lake.scan_files
+    monkeypatch.setattr(LakeResource, "scan_files", lambda self, dt, uris: read.append(len(uris)) or scan_files(dt, uris))
+    new = with_text_hash(pl.DataFrame({"question": _gsm(200, 230)}))
+    assert embeddings._cached(lake, embedder.embedder_id(), new).height == 0
+    assert read == [3]  # the keys of the 3 files; no file holds a hit, so no vector is read
+    read.clear()
+    mixed = pl.concat([new, texts.slice(45, 5)])  # 5 texts of the second file
+    vecs, _, stats = embed_with_cache(lake, embedder, mixed)
+    assert read[:2] == [3, 1] and (stats["reused"], stats["embedded_new"]) == (5, 30)
+    assert np.array_equal(vecs[30:], first[45:50])  # the cached vectors, as stored
+
+
 class CountingEmbedder(EmbedderResource):
     """The real static embedder; records how many texts each encode call got."""
 

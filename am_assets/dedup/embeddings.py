@@ -44,12 +44,23 @@ def to_array(col: pl.Series) -> np.ndarray:
 
 
 def _cached(lake, eid: str, hashes: pl.DataFrame) -> pl.DataFrame:
+    """(text_hash, embedding) of the cached ones among `hashes`. The keys are read first (~20 ms at 1M
+    texts), then the vectors of only the files holding a hit: reading every vector to find the few a
+    new source shares cost ~2.5 s a source at 1M texts."""
     empty = pl.DataFrame(schema={"text_hash": pl.String, "embedding": pl.List(pl.Float32)})
-    if not lake.exists(CACHE_TABLE) or hashes.height == 0:
+    dt = lake.table(CACHE_TABLE) if hashes.height else None
+    if dt is None:
         return empty
-    return (lake.scan(CACHE_TABLE, {"embedder": eid}).select("text_hash", "embedding")
-            .join(hashes.lazy().select("text_hash"), on="text_hash", how="semi")
-            .unique("text_hash", keep="first").collect())
+    wanted = pl.col("text_hash").is_in(hashes["text_hash"].unique().implode())
+    files = lake.scan_files(dt, list(lake.partition_files(CACHE_TABLE, {"embedder": eid}, dt).values()))
+    if files is not None:
+        holding = files.select("text_hash", "_file").filter(wanted).select("_file").unique().collect()["_file"]
+        if holding.len() == 0:
+            return empty
+        lf = lake.scan_files(dt, holding.to_list())
+    else:
+        lf = lake.scan(CACHE_TABLE, {"embedder": eid}, dt=dt)
+    return lf.select("text_hash", "embedding").filter(wanted).unique("text_hash", keep="first").collect()
 
 
 def embed_with_cache(lake, embedder, texts: pl.DataFrame, log: Log = _quiet, context=None,
