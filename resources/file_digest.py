@@ -26,6 +26,9 @@ from typing import Callable, Sequence
 RACY_NS = 2_000_000_000
 MAX_ENTRIES = 4096
 _MEMORY: dict[str, dict] = {}  # this process's view of the file, refreshed from disk on a miss
+# digests of files changed too recently to keep: reused in this process until the files are RACY_NS
+# old, then read once more (and kept), so a file written in the same tick is seen within RACY_NS
+_UNSURE: dict[str, dict] = {}
 
 
 def cache_root() -> Path:
@@ -82,6 +85,9 @@ def kept_digest(what: str, files: Sequence[Path], compute: Callable[[], str]) ->
     except OSError:
         return compute()
     key = _key(what)
+    unsure = _UNSURE.get(key)
+    if unsure is not None and unsure["stamps"] == stamps and time.time_ns() < unsure["until"]:
+        return unsure["digest"]
     entry = _MEMORY.get(key)
     if entry is None or entry.get("stamps") != stamps:
         entry = _reload().get(key)  # another process may have kept it since
@@ -93,8 +99,11 @@ def kept_digest(what: str, files: Sequence[Path], compute: Callable[[], str]) ->
         unchanged = _stamps(files) == stamps
     except OSError:
         unchanged = False
-    if files and unchanged and all(max(s[2], s[3]) < started - RACY_NS for s in stamps):
+    changed = max((max(s[2], s[3]) for s in stamps), default=0)
+    if files and unchanged and changed < started - RACY_NS:
         _keep(key, {"stamps": stamps, "digest": digest, "kept": time.time_ns()})
+    elif files and unchanged:
+        _UNSURE[key] = {"stamps": stamps, "digest": digest, "until": changed + RACY_NS}
     return digest
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -20,9 +21,9 @@ from tests.conftest import PROJECT_DIR
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AM_DISTILL_CACHE", str(tmp_path / "cache"))
-    file_digest._MEMORY.clear()
+    _new_process()
     yield tmp_path / "cache" / "file-digests.json"
-    file_digest._MEMORY.clear()
+    _new_process()
 
 
 class Counting:
@@ -36,6 +37,7 @@ class Counting:
 
 def _new_process() -> None:
     file_digest._MEMORY.clear()  # what another command starts with: the kept file only
+    file_digest._UNSURE.clear()
 
 
 def test_a_digest_is_kept_until_the_file_changes_even_with_its_size_and_mtime_put_back(cache, tmp_path, monkeypatch):
@@ -57,14 +59,26 @@ def test_a_digest_is_kept_until_the_file_changes_even_with_its_size_and_mtime_pu
     assert digest.calls == 3 and changed != first
 
 
-def test_a_file_written_just_before_its_reading_is_read_again(cache, tmp_path):
+def test_a_file_written_just_before_its_reading_is_read_again_once_it_is_old_enough(cache, tmp_path, monkeypatch):
+    """A write in the same timestamp tick as the reading could leave the stamps as they were: such a
+    digest is not kept for other commands, and this process reads the file again once it is RACY_NS
+    old (then keeps it). Until then it does not hash the file at every call."""
+    monkeypatch.setattr(file_digest, "RACY_NS", 1_500_000_000)
     f = tmp_path / "fresh.jsonl"
     f.write_text("x\n")
     digest = Counting(f)
     file_digest.kept_digest("fresh", [f], digest)
+    file_digest.kept_digest("fresh", [f], digest)
+    assert digest.calls == 1 and not cache.exists()  # reused in this process only
     _new_process()
     file_digest.kept_digest("fresh", [f], digest)
-    assert digest.calls == 2 and not cache.exists()  # a write in the same timestamp tick would go unseen
+    assert digest.calls == 2 and not cache.exists()  # another command reads it again
+    time.sleep(1.6)
+    file_digest.kept_digest("fresh", [f], digest)
+    assert digest.calls == 3 and cache.exists()  # old enough: read once more, and kept
+    _new_process()
+    file_digest.kept_digest("fresh", [f], digest)
+    assert digest.calls == 3
 
 
 def test_another_process_reuses_the_kept_digest(cache, tmp_path, monkeypatch):
