@@ -148,10 +148,12 @@ def test_the_embedding_cache_reads_the_vectors_of_the_files_holding_a_hit_only(t
     lake, embedder = LakeResource(root=str(tmp_path)), EmbedderResource(kind="model2vec")
     texts = with_text_hash(pl.DataFrame({"question": _gsm(0, 120)}))
     first, _, stats = embed_with_cache(lake, embedder, texts)
-    assert stats["embedded_new"] == 120 and len(lake.partition_files("embedding_cache", {"embedder": embedder.embedder_id()})) == 3
-    read = []
+    assert stats["embedded_new"] == 120
+    assert len(lake.partition_files("embedding_cache", {"embedder": embedder.embedder_id()})) == 3
+    read = []  # how many files each scan_files call got
     scan_files = lake.scan_files
-    monkeypatch.setattr(LakeResource, "scan_files", lambda self, dt, uris: read.append(len(uris)) or scan_files(dt, uris))
+    monkeypatch.setattr(LakeResource, "scan_files",
+                        lambda self, dt, uris: read.append(len(uris)) or scan_files(dt, uris))
     new = with_text_hash(pl.DataFrame({"question": _gsm(200, 230)}))
     assert embeddings._cached(lake, embedder.embedder_id(), new).height == 0
     assert read == [3]  # the keys of the 3 files; no file holds a hit, so no vector is read

@@ -85,7 +85,7 @@ def test_mostly_distinct_strings_are_written_without_a_dictionary(tmp_path):
     lake.write_partition("t", df, {"shard": "s0"})
     [uri] = lake.table("t").file_uris()
     meta = pq.ParquetFile(uri).metadata
-    columns = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i) for i in range(meta.num_columns)}
+    columns = {c.path_in_schema: c for c in (meta.row_group(0).column(i) for i in range(meta.num_columns))}
     assert not any("DICTIONARY" in e for e in columns["response_id"].encodings)
     assert any("DICTIONARY" in e for e in columns["status"].encodings)
     assert columns["response_id"].statistics.min == "r000000" and columns["response_id"].compression == "SNAPPY"
