@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from resources.file_digest import kept_digest
+from resources.file_digest import hash_file, kept_digest
 from resources.secrets import key_problem
 
 CATEGORIES = ("math", "code", "science", "if", "other")
@@ -398,15 +398,9 @@ class ImportTeacher(_TeacherBase):
 
 def _file_hash(path: Path) -> str:
     """Content hash, kept across commands while the file is unchanged (sensors ask every tick)."""
-    def digest() -> str:
-        h = hashlib.blake2b(digest_size=12)
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
-
     try:
-        return kept_digest(f"file\n{path}", [path], digest)
+        return kept_digest(f"file\n{path}", [path],
+                           lambda: hash_file(hashlib.blake2b(digest_size=12), path).hexdigest())
     except OSError:
         return "missing"
 

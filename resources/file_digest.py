@@ -36,6 +36,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("AM_DISTILL_CACHE") or Path(tempfile.gettempdir()) / "am-distill-cache")
 
 
+def hash_file(h, path: Path):
+    """`h` (a hashlib object) updated with the file's bytes, read in blocks; returns `h`."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, lambda: h)
+
+
 def _store() -> Path:
     return cache_root() / "file-digests.json"
 

@@ -316,8 +316,8 @@ class LakeResource(dg.ConfigurableResource):
 
         metadata = run_commit_metadata(context)
         metadata.update({k: str(v) for k, v in (extra_metadata or {}).items()})
-        empty = pl.scan_parquet(paths[0]).head(0).collect()
-        writer = writer_properties(pl.read_parquet(paths[0], n_rows=_SAMPLE_ROWS))
+        sample = pl.read_parquet(paths[0], n_rows=_SAMPLE_ROWS)
+        empty, writer = sample.head(0), writer_properties(sample)
         def commit() -> int:
             dt = self._newest(table) or self._create(table, empty, None, metadata)
             if append_to is not None and dt.version() != append_to:

@@ -18,7 +18,7 @@ from am_assets.ingest.api import (FieldError, RowError, humaneval_path, humaneva
                                   normalize_tests_fields, read_records, reasoning_gym_rows)
 from am_assets.core.schema import QUERY_SCHEMA, query_id
 from resources.config import BenchmarkConfig, CleaningConfig, FieldMapping, FileSource
-from resources.file_digest import kept_digest
+from resources.file_digest import hash_file, kept_digest
 
 BENCHMARK_SCHEMA = {**QUERY_SCHEMA, "item_id": pl.String, "benchmark": pl.String}
 MBPP_TEST_IDS = (11, 510)  # the standard MBPP test split
@@ -79,9 +79,7 @@ def benchmark_fingerprint(b: BenchmarkConfig) -> str:
         h = hashlib.blake2b(digest_size=12)
         h.update(settings.encode())
         for f in files:
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+            hash_file(h, f)
         return h.hexdigest()
 
     return kept_digest(f"benchmark\n{settings}\n{path}", files, digest)

@@ -22,7 +22,7 @@ from am_assets.ingest.readers import (RowError, SourceFileError, check_readable,
                                      read_records)
 from am_assets.core.schema import QUERY_SCHEMA, REJECTED_SCHEMA, query_id
 from resources.config import CleaningConfig, FileSource, HumanEvalSource, ReasoningGymSource
-from resources.file_digest import kept_digest
+from resources.file_digest import hash_file, kept_digest
 
 
 def source_versions(cfg) -> dict[str, str]:
@@ -45,9 +45,7 @@ def source_fingerprint(source) -> str:
         for f in files:
             if len(files) > 1:  # which part holds which bytes (a single file: its bytes alone, as ever)
                 h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
+            hash_file(h, f)
         return h.hexdigest()
 
     try:
